@@ -1,0 +1,120 @@
+# ngx_media — see README.md.  `make run` / `make test` are the two commands.
+
+SHELL      := /bin/bash
+BUILD      ?= build
+CC         ?= cc
+NGINX_SRC  ?= /usr/share/nginx/src
+PKGS       := libzmq libpq libcrypto zlib libcurl
+
+WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=gnu11 $(WARN) -fPIC -MMD -MP -D_GNU_SOURCE
+CPPFLAGS   += -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS     += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+SAN        := -fsanitize=address,undefined -fno-omit-frame-pointer
+
+LIB_SRC    := $(wildcard lib/*.c)
+COMMON_SRC := $(wildcard daemons/common/*.c)
+DAEMONS    := $(filter-out common,$(notdir $(wildcard daemons/*)))
+TOOLS      := $(notdir $(wildcard tools/*))
+UNIT_SRC   := $(wildcard t/unit/test_*.c)
+MOD_SRC    := $(wildcard ngx_media_module/*.c ngx_media_module/*.h) \
+              ngx_media_module/config
+
+# one build tree per flavour: $(BUILD) plain, $(BUILD)/asan sanitized
+define flavour
+$(1)_LIB_OBJ    := $$(LIB_SRC:%.c=$(2)/obj/%.o)
+$(1)_COMMON_OBJ := $$(COMMON_SRC:%.c=$(2)/obj/%.o)
+$(1)_LIBA       := $(2)/lib/libmedia.a
+$(1)_BINS       := $$(DAEMONS:%=$(2)/bin/media-%) $$(TOOLS:%=$(2)/bin/media-%)
+$(1)_UNITS      := $$(UNIT_SRC:t/unit/%.c=$(2)/t/%)
+
+$(2)/obj/%.o: %.c
+	@mkdir -p $$(@D)
+	$$(CC) $$(CPPFLAGS) -Idaemons/common $$(CFLAGS) $(3) -c $$< -o $$@
+
+$$($(1)_LIBA): $$($(1)_LIB_OBJ)
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+
+$(2)/bin/media-%: $$($(1)_LIBA) $$($(1)_COMMON_OBJ) \
+		$$$$(patsubst %.c,$(2)/obj/%.o,$$$$(wildcard daemons/$$$$*/*.c tools/$$$$*/*.c))
+	@mkdir -p $$(@D)
+	$$(CC) $(3) -o $$@ $$(filter %.o,$$^) $$($(1)_LIBA) $$(LDLIBS)
+
+$(2)/t/test_%: $(2)/obj/t/unit/test_%.o $$($(1)_LIBA)
+	@mkdir -p $$(@D)
+	$$(CC) $(3) -o $$@ $$< $$($(1)_LIBA) $$(LDLIBS)
+
+-include $$(shell find $(2)/obj -name '*.d' 2>/dev/null)
+endef
+
+.SECONDEXPANSION:
+$(eval $(call flavour,PLAIN,$(BUILD),))
+$(eval $(call flavour,ASAN,$(BUILD)/asan,$(SAN)))
+
+MODULE := $(BUILD)/nginx/objs/ngx_http_media_module.so
+
+.PHONY: all lib module daemons units deps run start stop status test \
+        unit integration bench clean distclean image-check
+
+all: lib daemons module units
+
+lib: $(PLAIN_LIBA)
+daemons: $(PLAIN_BINS)
+units: $(PLAIN_UNITS) $(ASAN_UNITS)
+module: $(MODULE)
+
+# nginx-dev ships Debian's configured source tree and its configure flags;
+# the module is built --with-compat so it loads into the stock binary.
+$(BUILD)/nginx/.configured: ngx_media_module/config $(NGINX_SRC)/conf_flags
+	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD)/nginx
+	cp -a $(NGINX_SRC)/. $(BUILD)/nginx/
+	cd $(BUILD)/nginx && . ./conf_flags && \
+	  MEDIA_LIBA=$(abspath $(PLAIN_LIBA)) MEDIA_LIBDIR=$(abspath lib) \
+	  ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt="-O2 -g -fPIC -Wextra -Wno-unused-parameter \
+	                   -Wno-missing-field-initializers -Wno-sign-compare" \
+	    --add-dynamic-module=$(abspath ngx_media_module) >configure.log
+	touch $@
+
+$(MODULE): $(BUILD)/nginx/.configured $(MOD_SRC) $(PLAIN_LIBA) $(wildcard lib/*.h)
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+	touch $@
+
+deps:
+	@scripts/media-deps
+
+run: deps all
+	scripts/media-stack run
+start: deps all
+	scripts/media-stack start
+stop:
+	scripts/media-stack stop
+status:
+	scripts/media-stack status
+
+unit: $(PLAIN_UNITS) $(ASAN_UNITS)
+	prove -v $(PLAIN_UNITS)
+	ASAN_OPTIONS=detect_leaks=1 prove $(ASAN_UNITS)
+
+integration: all $(ASAN_BINS)
+	prove -v t/
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+
+bench: deps all
+	bench/run
+
+image-check:
+	../shared/tools/image-check
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf var node_modules

@@ -1,0 +1,687 @@
+
+/*
+ * ngx_media: directives, configuration, phase handlers and JSON responses.
+ */
+
+#include "ngx_http_media.h"
+
+
+static ngx_int_t ngx_http_media_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_media_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_media_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_media_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_media_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_media_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_media_sign_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_media_analytics_keys(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_media_content(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_media_stream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_media_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_media_init_process(ngx_cycle_t *cycle);
+static void ngx_http_media_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_media_commands[] = {
+
+    { ngx_string("media_db"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, db_conninfo),
+      NULL },
+
+    { ngx_string("media_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, thread_pool_name),
+      NULL },
+
+    { ngx_string("media_sign_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_media_sign_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("media_sign_max_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, sign_max_ttl),
+      NULL },
+
+    { ngx_string("media_auth_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, auth_cache_ttl),
+      NULL },
+
+    { ngx_string("media_origin_allow_private"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, allow_private),
+      NULL },
+
+    { ngx_string("media_analytics_endpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, analytics_endpoint),
+      NULL },
+
+    { ngx_string("media_analytics_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_media_analytics_keys,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("media_analytics_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, analytics_buffer),
+      NULL },
+
+    { ngx_string("media_analytics_resend"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, analytics_resend),
+      NULL },
+
+    { ngx_string("media_health_daemons"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, health_daemons),
+      NULL },
+
+    { ngx_string("media_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_media_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_MEDIA_ROUTE_API },
+
+    { ngx_string("media_healthz"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_media_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_MEDIA_ROUTE_HEALTHZ },
+
+    { ngx_string("media_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_media_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_MEDIA_ROUTE_METRICS },
+
+    { ngx_string("media_stream"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_media_stream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("media_analytics"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_media_loc_conf_t, analytics),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_media_module_ctx = {
+    ngx_http_media_preconfiguration,       /* preconfiguration */
+    ngx_http_media_postconfiguration,      /* postconfiguration */
+
+    ngx_http_media_create_main_conf,       /* create main configuration */
+    ngx_http_media_init_main_conf,         /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_media_create_loc_conf,        /* create location configuration */
+    ngx_http_media_merge_loc_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_media_module = {
+    NGX_MODULE_V1,
+    &ngx_http_media_module_ctx,            /* module context */
+    ngx_http_media_commands,               /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_media_init_process,           /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_media_exit_process,           /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_media_default_pool = ngx_string("default");
+
+
+static ngx_int_t
+ngx_http_media_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_media_stream_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_media_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_media_stream_access;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_media_log_handler;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_media_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_media_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_media_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->db_conninfo = { 0, NULL };
+     *     mcf->thread_pool_name = { 0, NULL };
+     *     mcf->analytics_endpoint = { 0, NULL };
+     *     mcf->curve_set = 0;
+     */
+
+    mcf->sign_keys = NGX_CONF_UNSET_PTR;
+    mcf->sign_max_ttl = NGX_CONF_UNSET;
+    mcf->auth_cache_ttl = NGX_CONF_UNSET;
+    mcf->allow_private = NGX_CONF_UNSET;
+    mcf->analytics_buffer = NGX_CONF_UNSET_UINT;
+    mcf->analytics_resend = NGX_CONF_UNSET_MSEC;
+    mcf->health_daemons = NGX_CONF_UNSET_PTR;
+
+    return mcf;
+}
+
+
+static char *
+ngx_http_media_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_media_main_conf_t  *mcf = conf;
+
+    ngx_str_t  name;
+
+    ngx_conf_init_ptr_value(mcf->sign_keys, NULL);
+    ngx_conf_init_value(mcf->sign_max_ttl, 3600);
+    ngx_conf_init_value(mcf->auth_cache_ttl, 2);
+    ngx_conf_init_value(mcf->allow_private, 0);
+    ngx_conf_init_uint_value(mcf->analytics_buffer, 65536);
+    ngx_conf_init_msec_value(mcf->analytics_resend, 1000);
+    ngx_conf_init_ptr_value(mcf->health_daemons, NULL);
+
+    if (mcf->sign_max_ttl <= 0 || mcf->sign_max_ttl > 3600) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"media_sign_max_ttl\" must be between 1s and 1h");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->analytics_buffer < 16 || mcf->analytics_buffer > 1048576) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"media_analytics_buffer\" must be between 16 "
+                           "and 1048576 events");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->analytics_endpoint.len && !mcf->curve_set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"media_analytics_endpoint\" needs "
+                           "\"media_analytics_keys\": events are sent "
+                           "only over CURVE");
+        return NGX_CONF_ERROR;
+    }
+
+    name = mcf->thread_pool_name.len ? mcf->thread_pool_name
+                                     : ngx_http_media_default_pool;
+
+    mcf->thread_pool = ngx_thread_pool_add(cf, &name);
+    if (mcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->request_id_index = NGX_ERROR;
+    mcf->cache_status_index = NGX_ERROR;
+
+    if (ngx_http_media_metrics_init_conf(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_media_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_media_loc_conf_t  *lcf;
+
+    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_media_loc_conf_t));
+    if (lcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     lcf->route = NGX_HTTP_MEDIA_ROUTE_OTHER;
+     *     lcf->stream_id = NULL;
+     */
+
+    lcf->analytics = NGX_CONF_UNSET;
+
+    return lcf;
+}
+
+
+static char *
+ngx_http_media_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_media_loc_conf_t  *prev = parent;
+    ngx_http_media_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->analytics, prev->analytics, 0);
+
+    /* route and stream_id belong to the location that names them */
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_media_main_conf_t *
+ngx_http_media_check_db(ngx_conf_t *cf, const char *directive)
+{
+    ngx_http_media_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_media_module);
+
+    if (mcf->db_conninfo.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" needs \"media_db\" set before it",
+                           directive);
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+static char *
+ngx_http_media_sign_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_media_main_conf_t  *mcf = conf;
+
+    ngx_str_t      *value;
+    mm_status_t     st;
+    mm_sign_key_t  *key, *k;
+    ngx_uint_t      i;
+
+    value = cf->args->elts;
+
+    if (!mm_sign_kid_valid((char *) value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid key id \"%V\" in \"media_sign_key\": "
+                           "1-32 of [A-Za-z0-9_-]", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &value[2], 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->sign_keys == NGX_CONF_UNSET_PTR) {
+        mcf->sign_keys = ngx_array_create(cf->pool, 2, sizeof(mm_sign_key_t));
+        if (mcf->sign_keys == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    k = mcf->sign_keys->elts;
+    for (i = 0; i < mcf->sign_keys->nelts; i++) {
+        if (k[i].kid_len == value[1].len
+            && ngx_strncmp(k[i].kid, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate key id \"%V\" in "
+                               "\"media_sign_key\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    key = ngx_array_push(mcf->sign_keys);
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    st = mm_sign_key_load(key, (char *) value[1].data, (char *) value[2].data);
+
+    if (st == MM_EIO) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"media_sign_key\" cannot read \"%V\"",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (st != MM_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"media_sign_key\" file \"%V\" must hold at "
+                           "least 32 hex digits (16 bytes) of secret",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_media_analytics_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_media_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value;
+    char        err[512];
+
+    if (mcf->curve_set) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK
+        || ngx_conf_full_name(cf->cycle, &value[2], 1) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mm_curvekey_load((char *) value[1].data, mcf->curve_public,
+                         mcf->curve_secret, err, sizeof(err))
+        != MM_OK
+        || mm_curvekey_load((char *) value[2].data, mcf->curve_server, NULL,
+                            err, sizeof(err))
+           != MM_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"media_analytics_keys\": %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->curve_set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_media_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_media_loc_conf_t  *lcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (lcf->route != NGX_HTTP_MEDIA_ROUTE_OTHER) {
+        return "is duplicate: one media handler per location";
+    }
+
+    lcf->route = (ngx_http_media_route_e) (uintptr_t) cmd->post;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    switch (lcf->route) {
+
+    case NGX_HTTP_MEDIA_ROUTE_API:
+        if (ngx_http_media_check_db(cf, "media_api") == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        clcf->handler = ngx_http_media_api_handler;
+        break;
+
+    case NGX_HTTP_MEDIA_ROUTE_HEALTHZ:
+        if (ngx_http_media_check_db(cf, "media_healthz") == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        clcf->handler = ngx_http_media_healthz_handler;
+        break;
+
+    default: /* NGX_HTTP_MEDIA_ROUTE_METRICS */
+        clcf->handler = ngx_http_media_metrics_handler;
+        break;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_media_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_media_loc_conf_t  *lcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (lcf->route != NGX_HTTP_MEDIA_ROUTE_OTHER) {
+        return "is duplicate: one media handler per location";
+    }
+
+    if (ngx_http_media_check_db(cf, "media_stream") == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    lcf->stream_id = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lcf->stream_id == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = lcf->stream_id;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->route = NGX_HTTP_MEDIA_ROUTE_STREAM;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_media_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_media_loc_conf_t    *lcf;
+    ngx_http_media_stream_ctx_t  *ctx;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_media_module);
+    ctx = ngx_http_media_stream_ctx(r);
+
+    if (ctx == NULL) {
+        ngx_http_media_metrics_log(r, lcf->route);
+        return NGX_OK;
+    }
+
+    ngx_http_media_metrics_log(r, NGX_HTTP_MEDIA_ROUTE_STREAM);
+
+    if (ctx->analytics) {
+        ngx_http_media_events_emit(r, ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_media_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_media_events_init_process(cycle);
+}
+
+
+static void
+ngx_http_media_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_media_events_exit_process(cycle);
+}
+
+
+/* --- responses --- */
+
+
+ngx_uint_t
+ngx_http_media_http_status(mm_status_t st)
+{
+    static const ngx_uint_t  map[] = {
+        NGX_HTTP_OK,                        /* MM_OK */
+        NGX_HTTP_INTERNAL_SERVER_ERROR,     /* MM_ENOMEM */
+        NGX_HTTP_BAD_REQUEST,               /* MM_EBADDATA */
+        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,  /* MM_ETOOBIG */
+        NGX_HTTP_NOT_FOUND,                 /* MM_ENOTFOUND */
+        NGX_HTTP_FORBIDDEN,                 /* MM_EEXPIRED */
+        NGX_HTTP_FORBIDDEN,                 /* MM_EFORGED */
+        NGX_HTTP_FORBIDDEN,                 /* MM_ETTL */
+        NGX_HTTP_INTERNAL_SERVER_ERROR,     /* MM_EIO */
+        NGX_HTTP_INTERNAL_SERVER_ERROR,     /* MM_ECORRUPT */
+        NGX_HTTP_SERVICE_UNAVAILABLE        /* MM_EAGAIN */
+    };
+
+    if ((size_t) st >= sizeof(map) / sizeof(map[0])) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return map[st];
+}
+
+
+void
+ngx_http_media_json_error(mm_buf_t *b, const char *code, const char *message)
+{
+    mm_buf_puts(b, "{\"error\":");
+    mm_json_put_string(b, code, strlen(code));
+    mm_buf_puts(b, ",\"message\":");
+    mm_json_put_string(b, message, strlen(message));
+    mm_buf_puts(b, "}\n");
+}
+
+
+ngx_int_t
+ngx_http_media_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || len == 0) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ngx_pnalloc(r->pool, len);
+    if (b->pos == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(b->pos, body, len);
+    b->last = b->pos + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_media_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    ngx_int_t  rc;
+    mm_buf_t   b;
+
+    mm_buf_init(&b);
+    ngx_http_media_json_error(&b, code, message);
+
+    if (b.failed) {
+        mm_buf_free(&b);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_media_send_json(r, status, (u_char *) b.data, b.len);
+
+    mm_buf_free(&b);
+
+    return rc;
+}
