@@ -39,7 +39,7 @@ $$($(1)_LIBA): $$($(1)_LIB_OBJ)
 	rm -f $$@ && ar rcs $$@ $$^
 
 $(2)/bin/media-%: $$($(1)_LIBA) $$($(1)_COMMON_OBJ) \
-		$$$$(patsubst %.c,$(2)/obj/%.o,$$$$(wildcard daemons/$$$$*/*.c tools/$$$$*/*.c))
+		$$$$(foreach s,$$$$(wildcard daemons/$$$$*/*.c tools/$$$$*/*.c),$(2)/obj/$$$$(basename $$$$s).o)
 	@mkdir -p $$(@D)
 	$$(CC) $(3) -o $$@ $$(filter %.o,$$^) $$($(1)_LIBA) $$(LDLIBS)
 

@@ -48,6 +48,22 @@ mm_curvekey_load(const char *path, char *public_key, char *secret_key,
 
     while (fgets(line, sizeof(line), f) != NULL) {
         lineno++;
+
+        len = strlen(line);
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n' && !feof(f)) {
+            /* no key line is this long; the rest of a comment is skipped */
+            p = line + strspn(line, " \t");
+            if (*p != '#') {
+                goto bad;
+            }
+
+            while (fgets(line, sizeof(line), f) != NULL
+                   && strchr(line, '\n') == NULL)
+            { /* void */ }
+
+            continue;
+        }
+
         p = line;
         while (isspace((unsigned char) *p)) {
             p++;
@@ -100,6 +116,12 @@ mm_curvekey_load(const char *path, char *public_key, char *secret_key,
         } else {
             goto bad;
         }
+    }
+
+    if (ferror(f)) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        fclose(f);
+        return MM_EIO;
     }
 
     fclose(f);

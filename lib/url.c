@@ -12,6 +12,24 @@
 #include "url.h"
 
 
+/* what is between the brackets must be an IPv6 address, not a name */
+static int
+mm_url_ipv6_literal(const char *s, size_t len)
+{
+    char             buf[INET6_ADDRSTRLEN];
+    struct in6_addr  a;
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return 0;
+    }
+
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+
+    return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+
 mm_status_t
 mm_url_parse(const char *url, size_t len, mm_url_t *u, char *err,
     size_t err_size)
@@ -75,6 +93,11 @@ mm_url_parse(const char *url, size_t len, mm_url_t *u, char *err,
         hlen = p - host;
         p++;
 
+        if (!mm_url_ipv6_literal(host, hlen)) {
+            snprintf(err, err_size, "bad IPv6 literal in URL");
+            return MM_EBADDATA;
+        }
+
     } else {
         for (p = host; p < hend && *p != ':'; p++) { /* void */ }
         hlen = p - host;
@@ -123,7 +146,8 @@ mm_url_parse(const char *url, size_t len, mm_url_t *u, char *err,
         u->port = (unsigned) port;
     }
 
-    u->path = hend;
+    /* the input need not be NUL-terminated: no path is "", not url[len] */
+    u->path = (hend < end) ? hend : "";
 
     return MM_OK;
 }

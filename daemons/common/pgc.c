@@ -65,6 +65,7 @@ static void pgc_results(pgc_t *c);
 static void pgc_set_error(pgc_t *c, const char *msg);
 static void pgc_drop(pgc_t *c, const char *why, uint64_t now);
 static void pgc_discard_notifies(pgc_t *c);
+static void pgc_notice(void *arg, const char *message);
 
 
 pgc_t *
@@ -237,6 +238,8 @@ pgc_connect(pgc_t *c, uint64_t now)
         pgc_drop(c, why, now);
         return;
     }
+
+    PQsetNoticeProcessor(c->conn, pgc_notice, c);
 
     c->state = PGC_CONNECTING;
     c->poll = PGRES_POLLING_WRITING;
@@ -508,6 +511,22 @@ pgc_results(pgc_t *c)
 
         PQclear(res);
     }
+}
+
+
+/* server notices (and the FATAL before a shutdown) go to our log */
+static void
+pgc_notice(void *arg, const char *message)
+{
+    pgc_t  *c = arg;
+    int     len;
+
+    len = (int) strlen(message);
+    while (len > 0 && message[len - 1] == '\n') {
+        len--;
+    }
+
+    log_info("%s: %.*s", c->name, len, message);
 }
 
 

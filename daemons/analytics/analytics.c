@@ -1,0 +1,1254 @@
+/*
+ * media-analytics: intake (ZeroMQ -> journal -> ACK) and the writer
+ * (journal -> PostgreSQL). See analytics.h and docs/analytics-protocol.md.
+ *
+ * PostgreSQL is driven with libpq's non-blocking API (daemons/common/pgc):
+ * the COPY, the INSERT and the heartbeat are sent and their results read
+ * as the socket becomes ready in the same zmq_poll loop, so a slow or dead
+ * server never stalls intake: events keep being journaled and ACKed and
+ * the writer catches up from the journal's committed position.
+ *
+ * Journal records are one event each, 'R' + the event's COPY text row
+ * (validated and rendered once, at intake, with the time received):
+ *
+ *   request_id \t episode_id \t ts \t status \t bytes \t range \t auth \t
+ *   cache \t client \t user_agent \t referrer \t source \t received_at \n
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "analytics.h"
+#include "buf.h"
+#include "curvekey.h"
+#include "heartbeat.h"
+#include "journal.h"
+#include "json.h"
+#include "log.h"
+#include "pgc.h"
+#include "util.h"
+#include "zap.h"
+
+
+#define AN_EVENTS_MAX       10000           /* events in one batch */
+#define AN_EVENT_BYTES_MAX  (64 * 1024)     /* one event's JSON */
+#define AN_BATCH_BYTES_MAX  (16 * 1024 * 1024)
+#define AN_FRAME_MAX        (256 * 1024)    /* ZMQ_MAXMSGSIZE */
+#define AN_FIELD_MAX        2048
+#define AN_REQUEST_ID_MAX   64
+#define AN_TS_MAX           INT64_C(253402300799999)   /* 9999-12-31 */
+#define AN_GROUP_MAX        1024            /* batches before one fsync */
+#define AN_GROUP_EVENTS     50000
+#define AN_COPY_BYTES_MAX   (8 * 1024 * 1024)
+#define AN_BUF_KEEP         (1024 * 1024)   /* buffers shrink past this */
+#define AN_DRAIN_MS         3000
+#define AN_RID_MAX          256
+#define AN_ZAP_DOMAIN       "analytics"
+
+
+#define AN_COLUMNS                                                            \
+    "request_id, episode_id, ts, status, bytes, range, auth, cache, "         \
+    "client, user_agent, referrer, source, received_at"
+
+static const char  an_setup_sql[] =
+    "SET client_encoding TO 'UTF8'; "
+    "CREATE TEMP TABLE analytics_events (LIKE events) "
+    "ON COMMIT DELETE ROWS";
+
+static const char  an_copy_sql[] =
+    "BEGIN; COPY pg_temp.analytics_events (" AN_COLUMNS ") FROM STDIN";
+
+static const char  an_insert_sql[] =
+    "INSERT INTO events (" AN_COLUMNS ") "
+    "SELECT " AN_COLUMNS " FROM pg_temp.analytics_events "
+    "ON CONFLICT (request_id) DO NOTHING; "
+    "COMMIT";
+
+
+/* optional string fields, in COPY column order after bytes */
+static const char  *an_str_fields[] = {
+    "range", "auth", "cache", "client", "user_agent", "referrer", "source"
+};
+
+
+typedef struct {
+    unsigned char        rid[AN_RID_MAX];
+    size_t               rid_len;
+    unsigned char        id[8];
+} an_ack_t;
+
+
+struct analytics_s {
+    const analytics_conf_t  *conf;
+    void                *router;
+    zap_t               *zap;
+    pgc_t               *pg;
+    heartbeat_t          hb;
+    mm_journal_t        *journal;
+    mm_journal_reader_t *reader;        /* next record for the writer */
+
+    /* poll item indexes of the last analytics_poll_items(), -1 absent */
+    int                  idx_router;
+    int                  idx_zap;
+    int                  idx_pg;
+
+    /* intake */
+    mm_buf_t             rows;          /* records of the batch being read */
+    size_t              *ends;          /* end offset of each record */
+    an_ack_t            *acks;          /* batches journaled, to be ACKed */
+    size_t               nacks;
+    int                  group_failed;
+
+    /* writer */
+    mm_buf_t             copy;          /* COPY data of the flush */
+    mm_journal_pos_t     flush_end;     /* reader position after it */
+    size_t               flush_events;
+    long                 flush_inserted;
+    int                  flushing;
+    int                  flush_now;     /* backlog: do not wait flush_ms */
+    uint64_t             pending_since; /* first event journaled since */
+    uint64_t             pending_events;
+
+    int                  draining;
+    uint64_t             drain_deadline;
+
+    /* counters */
+    uint64_t             received;
+    uint64_t             batches;
+    uint64_t             naks;
+    uint64_t             written;
+    uint64_t             inserted;
+};
+
+
+static int an_mkdirs(const char *path);
+static void an_put_ts(mm_buf_t *b, int64_t ms);
+static int an_render(analytics_t *a, const char *text, size_t len,
+    uint64_t received, char *err, size_t err_size);
+static void an_reply(analytics_t *a, const unsigned char *rid,
+    size_t rid_len, const char *cmd, const unsigned char *id,
+    const char *reason);
+static int an_recv_message(analytics_t *a, size_t *events);
+static void an_intake(analytics_t *a, uint64_t now);
+static int an_has_unread(analytics_t *a);
+static void an_rewind(analytics_t *a);
+static void an_commit(analytics_t *a);
+static int an_flush_due(analytics_t *a, uint64_t now);
+static void an_flush_start(analytics_t *a);
+static void an_flush_failed(analytics_t *a, const char *what,
+    const char *error);
+static void an_copy_result(void *arg, pgc_t *c, PGresult *res);
+static void an_copy_done(void *arg, pgc_t *c, const char *error);
+static void an_insert_result(void *arg, pgc_t *c, PGresult *res);
+static void an_insert_done(void *arg, pgc_t *c, const char *error);
+static void an_tick(analytics_t *a, uint64_t now);
+
+
+const conf_def_t  analytics_conf_defs[] = {
+    { "db", CONF_STRING, offsetof(analytics_conf_t, db), 1,
+      NULL, 0, 0, 0 },
+    { "listen", CONF_STRING, offsetof(analytics_conf_t, listen), 1,
+      NULL, 0, 0, 0 },
+    { "curve_key_file", CONF_STRING,
+      offsetof(analytics_conf_t, curve_key_file), 1, NULL, 0, 0, 0 },
+    { "curve_clients_file", CONF_STRING,
+      offsetof(analytics_conf_t, curve_clients_file), 1, NULL, 0, 0, 0 },
+    { "journal_dir", CONF_STRING, offsetof(analytics_conf_t, journal_dir),
+      1, NULL, 0, 0, 0 },
+    { "batch_max", CONF_INT, offsetof(analytics_conf_t, batch_max), 0,
+      NULL, 5000, 1, 1000000 },
+    { "flush_ms", CONF_INT, offsetof(analytics_conf_t, flush_ms), 0,
+      NULL, 200, 1, 60000 },
+    { "heartbeat_name", CONF_STRING,
+      offsetof(analytics_conf_t, heartbeat_name), 0, "analytics", 0, 0, 0 },
+    { "pid_file", CONF_STRING, offsetof(analytics_conf_t, pid_file), 0,
+      NULL, 0, 0, 0 },
+    { NULL, 0, 0, 0, NULL, 0, 0, 0 }
+};
+
+
+int
+analytics_conf_check(const analytics_conf_t *conf)
+{
+    char        pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
+    char        err[512];
+    size_t      n;
+    uint8_t   (*keys)[32];
+
+    if (mm_curvekey_load(conf->curve_key_file, pub, sec, err, sizeof(err))
+        != MM_OK)
+    {
+        log_warnx("curve_key_file: %s", err);
+        return -1;
+    }
+
+    explicit_bzero(sec, sizeof(sec));
+
+    if (zap_keys_load(conf->curve_clients_file, &keys, &n) != 0) {
+        return -1;
+    }
+
+    free(keys);
+
+    if (strlen(conf->heartbeat_name) > 63) {
+        log_warnx("heartbeat_name: at most 63 characters");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* mkdir -p, 0700 for what it creates */
+static int
+an_mkdirs(const char *path)
+{
+    char   *p, *s;
+    int     rc;
+
+    s = strdup(path);
+    if (s == NULL) {
+        return -1;
+    }
+
+    rc = 0;
+
+    for (p = s + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char  c = *p;
+
+            *p = '\0';
+            if (mkdir(s, 0700) != 0 && errno != EEXIST) {
+                rc = -1;
+                break;
+            }
+            *p = c;
+
+            if (c == '\0') {
+                break;
+            }
+        }
+    }
+
+    free(s);
+
+    return rc;
+}
+
+
+analytics_t *
+analytics_new(const analytics_conf_t *conf, void *zctx)
+{
+    int                 one, linger;
+    char                pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
+    char                err[512];
+    int64_t             maxmsg;
+    mm_status_t         st;
+    analytics_t        *a;
+    mm_journal_pos_t    pos;
+
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        log_warn("calloc");
+        return NULL;
+    }
+
+    a->conf = conf;
+    mm_buf_init(&a->rows);
+    mm_buf_init(&a->copy);
+    heartbeat_init(&a->hb, conf->heartbeat_name);
+
+    a->ends = malloc(sizeof(size_t) * (AN_EVENTS_MAX + 1));
+    a->acks = malloc(sizeof(an_ack_t) * AN_GROUP_MAX);
+    if (a->ends == NULL || a->acks == NULL) {
+        log_warn("malloc");
+        goto failed;
+    }
+
+    /* the journal */
+
+    if (an_mkdirs(conf->journal_dir) != 0) {
+        log_warn("%s", conf->journal_dir);
+        goto failed;
+    }
+
+    st = mm_journal_open(&a->journal, conf->journal_dir, NULL);
+    if (st == MM_EAGAIN) {
+        log_warnx("journal %s: locked by another process",
+                  conf->journal_dir);
+        goto failed;
+    }
+
+    if (st != MM_OK) {
+        if (st == MM_EIO) {
+            log_warn("journal %s", conf->journal_dir);
+        } else {
+            log_warnx("journal %s: %s", conf->journal_dir, mm_strstatus(st));
+        }
+        goto failed;
+    }
+
+    if (mm_journal_truncated(a->journal) > 0) {
+        log_warnx("journal %s: cut off a torn tail of %" PRIu64 " bytes",
+                  conf->journal_dir, mm_journal_truncated(a->journal));
+    }
+
+    pos = mm_journal_committed(a->journal);
+    log_info("journal %s: committed %" PRIu64 ":%" PRIu64 ", %" PRIu64
+             " bytes to replay", conf->journal_dir, pos.seg, pos.off,
+             mm_journal_lag(a->journal));
+
+    an_rewind(a);
+    if (a->reader == NULL) {
+        goto failed;
+    }
+
+    a->flush_now = 1;
+
+    /* PostgreSQL: connects from the loop */
+
+    a->pg = pgc_new("postgresql", conf->db, an_setup_sql);
+    if (a->pg == NULL) {
+        goto failed;
+    }
+
+    /* ZAP before the CURVE server socket */
+
+    a->zap = zap_new(zctx, conf->curve_clients_file);
+    if (a->zap == NULL) {
+        goto failed;
+    }
+
+    if (mm_curvekey_load(conf->curve_key_file, pub, sec, err, sizeof(err))
+        != MM_OK)
+    {
+        log_warnx("curve_key_file: %s", err);
+        goto failed;
+    }
+
+    a->router = zmq_socket(zctx, ZMQ_ROUTER);
+    if (a->router == NULL) {
+        log_warnx("zmq_socket: %s", zmq_strerror(errno));
+        goto failed;
+    }
+
+    one = 1;
+    linger = 1000;
+    maxmsg = AN_FRAME_MAX;
+
+    if (zmq_setsockopt(a->router, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0
+        || zmq_setsockopt(a->router, ZMQ_CURVE_SECRETKEY, sec,
+                          MM_CURVE_KEY_LEN + 1) != 0
+        || zmq_setsockopt(a->router, ZMQ_ZAP_DOMAIN, AN_ZAP_DOMAIN,
+                          strlen(AN_ZAP_DOMAIN)) != 0
+        || zmq_setsockopt(a->router, ZMQ_MAXMSGSIZE, &maxmsg,
+                          sizeof(maxmsg)) != 0
+        || zmq_setsockopt(a->router, ZMQ_LINGER, &linger, sizeof(linger))
+           != 0)
+    {
+        explicit_bzero(sec, sizeof(sec));
+        log_warnx("zmq_setsockopt: %s", zmq_strerror(errno));
+        goto failed;
+    }
+
+    explicit_bzero(sec, sizeof(sec));
+
+    if (zmq_bind(a->router, conf->listen) != 0) {
+        log_warnx("zmq_bind %s: %s", conf->listen, zmq_strerror(errno));
+        goto failed;
+    }
+
+    log_info("listening on %s (CURVE server key %s)", conf->listen, pub);
+
+    return a;
+
+failed:
+
+    analytics_destroy(&a);
+
+    return NULL;
+}
+
+
+void
+analytics_destroy(analytics_t **ap)
+{
+    analytics_t  *a;
+
+    a = *ap;
+    if (a == NULL) {
+        return;
+    }
+
+    *ap = NULL;
+
+    if (a->router != NULL) {
+        zmq_close(a->router);
+    }
+
+    zap_destroy(&a->zap);
+    pgc_destroy(&a->pg);
+    mm_journal_reader_close(&a->reader);
+    mm_journal_close(&a->journal);
+    mm_buf_free(&a->rows);
+    mm_buf_free(&a->copy);
+    free(a->ends);
+    free(a->acks);
+    free(a);
+}
+
+
+/* ---- intake ---------------------------------------------------------- */
+
+
+static void
+an_put_ts(mm_buf_t *b, int64_t ms)
+{
+    time_t     t;
+    struct tm  tm;
+
+    t = (time_t) (ms / 1000);
+    gmtime_r(&t, &tm);
+
+    mm_buf_printf(b, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00",
+                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                  tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+}
+
+
+/*
+ * Validates one event and appends its record ('R' + COPY row) to a->rows.
+ * 0, or -1 with a reason in err.
+ */
+static int
+an_render(analytics_t *a, const char *text, size_t len, uint64_t received,
+    char *err, size_t err_size)
+{
+    char              perr[160];
+    size_t            i, n;
+    int64_t           episode, status, ts, bytes;
+    const char       *s[7], *rid;
+    size_t            slen[7], rid_len;
+    mm_status_t       st;
+    mm_json_doc_t    *doc;
+    const mm_json_t  *root, *v;
+
+    if (len > AN_EVENT_BYTES_MAX) {
+        snprintf(err, err_size, "event over %d bytes", AN_EVENT_BYTES_MAX);
+        return -1;
+    }
+
+    st = mm_json_parse(text, len, &doc, &root, perr, sizeof(perr));
+    if (st != MM_OK) {
+        snprintf(err, err_size, "invalid JSON: %s", perr);
+        return -1;
+    }
+
+    if (root->type != MM_JSON_OBJECT) {
+        snprintf(err, err_size, "not a JSON object");
+        goto bad;
+    }
+
+    if (!mm_json_get_string(root, "request_id", &rid, &rid_len)
+        || rid_len == 0 || rid_len > AN_REQUEST_ID_MAX)
+    {
+        snprintf(err, err_size, "request_id: 1..%d characters required",
+                 AN_REQUEST_ID_MAX);
+        goto bad;
+    }
+
+    for (i = 0; i < rid_len; i++) {
+        char  c = rid[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':'
+              || c == '-'))
+        {
+            snprintf(err, err_size, "request_id: only [A-Za-z0-9_.:-]");
+            goto bad;
+        }
+    }
+
+    if (!mm_json_get_int64(root, "episode_id", &episode) || episode <= 0) {
+        snprintf(err, err_size, "episode_id: an integer > 0 required");
+        goto bad;
+    }
+
+    if (!mm_json_get_int64(root, "status", &status)
+        || status < 100 || status > 599)
+    {
+        snprintf(err, err_size, "status: an integer 100..599 required");
+        goto bad;
+    }
+
+    v = mm_json_get(root, "ts");
+    if (v == NULL || v->type == MM_JSON_NULL) {
+        ts = (int64_t) received;
+
+    } else if (!mm_json_get_int64(root, "ts", &ts) || ts < 0
+               || ts > AN_TS_MAX)
+    {
+        snprintf(err, err_size, "ts: milliseconds since the epoch");
+        goto bad;
+    }
+
+    v = mm_json_get(root, "bytes");
+    if (v == NULL || v->type == MM_JSON_NULL) {
+        bytes = 0;
+
+    } else if (!mm_json_get_int64(root, "bytes", &bytes) || bytes < 0) {
+        snprintf(err, err_size, "bytes: an integer >= 0");
+        goto bad;
+    }
+
+    n = sizeof(an_str_fields) / sizeof(an_str_fields[0]);
+
+    for (i = 0; i < n; i++) {
+        s[i] = NULL;
+        slen[i] = 0;
+
+        v = mm_json_get(root, an_str_fields[i]);
+        if (v == NULL || v->type == MM_JSON_NULL) {
+            continue;
+        }
+
+        if (v->type != MM_JSON_STRING || v->u.str.len > AN_FIELD_MAX
+            || memchr(v->u.str.s, '\0', v->u.str.len) != NULL)
+        {
+            snprintf(err, err_size, "%s: a string of at most %d bytes "
+                     "without NUL, or null", an_str_fields[i], AN_FIELD_MAX);
+            goto bad;
+        }
+
+        s[i] = v->u.str.s;
+        slen[i] = v->u.str.len;
+    }
+
+    /* source is NOT NULL DEFAULT 'nginx' */
+    if (s[n - 1] == NULL) {
+        s[n - 1] = "nginx";
+        slen[n - 1] = 5;
+    }
+
+    mm_buf_append(&a->rows, "R", 1);
+    mm_buf_append(&a->rows, rid, rid_len);
+    mm_buf_printf(&a->rows, "\t%" PRId64 "\t", episode);
+    an_put_ts(&a->rows, ts);
+    mm_buf_printf(&a->rows, "\t%" PRId64 "\t%" PRId64, status, bytes);
+
+    for (i = 0; i < n; i++) {
+        mm_buf_append(&a->rows, "\t", 1);
+        pgc_copy_escape(&a->rows, s[i], slen[i]);
+    }
+
+    mm_buf_append(&a->rows, "\t", 1);
+    an_put_ts(&a->rows, (int64_t) received);
+    mm_buf_append(&a->rows, "\n", 1);
+
+    mm_json_doc_free(&doc);
+
+    return 0;
+
+bad:
+
+    mm_json_doc_free(&doc);
+
+    return -1;
+}
+
+
+static void
+an_reply(analytics_t *a, const unsigned char *rid, size_t rid_len,
+    const char *cmd, const unsigned char *id, const char *reason)
+{
+    int  flags;
+
+    flags = ZMQ_DONTWAIT | ZMQ_SNDMORE;
+
+    /* ROUTER drops what it cannot route: a gone producer resends */
+    if (zmq_send(a->router, rid, rid_len, flags) < 0
+        || zmq_send(a->router, cmd, strlen(cmd), flags) < 0
+        || zmq_send(a->router, id, 8, reason ? flags : ZMQ_DONTWAIT) < 0
+        || (reason != NULL
+            && zmq_send(a->router, reason, strlen(reason), ZMQ_DONTWAIT) < 0))
+    {
+        log_debug("reply %s: %s", cmd, zmq_strerror(errno));
+    }
+}
+
+
+/*
+ * Reads one message if there is one: 1 read, 0 none. EVENTS batches that
+ * validate are appended to the journal and queued in a->acks; malformed
+ * ones are NAKed at once, PINGs PONGed.
+ */
+static int
+an_recv_message(analytics_t *a, size_t *events)
+{
+    int             more, cmd, have_id, bad;
+    char            reason[256];
+    size_t          idx, nevents, i, start, size;
+    uint64_t        received;
+    zmq_msg_t       m;
+    an_ack_t       *ack;
+    mm_status_t     st;
+    unsigned char  *data;
+
+    zmq_msg_init(&m);
+
+    if (zmq_msg_recv(&m, a->router, ZMQ_DONTWAIT) < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            log_warnx("zmq_msg_recv: %s", zmq_strerror(errno));
+        }
+        zmq_msg_close(&m);
+        return 0;
+    }
+
+    received = now_real_ms();
+    ack = &a->acks[a->nacks];
+    cmd = 0;                    /* 1 EVENTS, 2 PING, -1 other */
+    have_id = 0;
+    bad = 0;
+    nevents = 0;
+    reason[0] = '\0';
+    mm_buf_reset(&a->rows);
+
+    for (idx = 0; ; idx++) {
+        data = zmq_msg_data(&m);
+        size = zmq_msg_size(&m);
+
+        if (idx == 0) {
+            if (size == 0 || size > AN_RID_MAX) {
+                bad = 1;
+            } else {
+                memcpy(ack->rid, data, size);
+                ack->rid_len = size;
+            }
+
+        } else if (idx == 1) {
+            if (size == 6 && memcmp(data, "EVENTS", 6) == 0) {
+                cmd = 1;
+            } else if (size == 4 && memcmp(data, "PING", 4) == 0) {
+                cmd = 2;
+            } else {
+                cmd = -1;
+            }
+
+        } else if (idx == 2) {
+            if (size == 8) {
+                memcpy(ack->id, data, 8);
+                have_id = 1;
+            }
+
+        } else if (cmd == 1 && have_id && reason[0] == '\0') {
+            nevents++;
+
+            if (nevents > AN_EVENTS_MAX) {
+                snprintf(reason, sizeof(reason), "more than %d events",
+                         AN_EVENTS_MAX);
+
+            } else if (an_render(a, (const char *) data, size, received,
+                                 reason + 32, sizeof(reason) - 32) != 0)
+            {
+                /* prefix the event number */
+                i = (size_t) snprintf(reason, 32, "event %zu: ", nevents);
+                memmove(reason + i, reason + 32, strlen(reason + 32) + 1);
+
+            } else if (a->rows.len > AN_BATCH_BYTES_MAX) {
+                snprintf(reason, sizeof(reason), "batch over %d bytes",
+                         AN_BATCH_BYTES_MAX);
+
+            } else {
+                a->ends[nevents - 1] = a->rows.len;
+            }
+        }
+
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+
+        if (!more) {
+            break;
+        }
+
+        zmq_msg_init(&m);
+
+        if (zmq_msg_recv(&m, a->router, 0) < 0) {
+            log_warnx("zmq_msg_recv: %s", zmq_strerror(errno));
+            zmq_msg_close(&m);
+            bad = 1;
+            break;
+        }
+    }
+
+    if (bad || !have_id || cmd <= 0 || (cmd == 2 && idx != 2)) {
+        log_debug("dropped a malformed message (%zu frames)", idx + 1);
+        goto done;
+    }
+
+    if (cmd == 2) {
+        an_reply(a, ack->rid, ack->rid_len, "PONG", ack->id, NULL);
+        goto done;
+    }
+
+    if (nevents == 0 && reason[0] == '\0') {
+        snprintf(reason, sizeof(reason), "no events");
+    }
+
+    if (a->rows.failed && reason[0] == '\0') {
+        /* not the producer's fault: no reply, it will resend */
+        log_warnx("out of memory for a batch of %zu events", nevents);
+        goto done;
+    }
+
+    if (reason[0] != '\0') {
+        log_warnx("NAK batch of %zu events: %s", nevents, reason);
+        an_reply(a, ack->rid, ack->rid_len, "NAK", ack->id, reason);
+        a->naks++;
+        goto done;
+    }
+
+    a->received += nevents;
+    a->batches++;
+    *events += nevents;
+
+    if (a->group_failed) {
+        goto done;
+    }
+
+    for (i = 0, start = 0; i < nevents; i++) {
+        st = mm_journal_append(a->journal, a->rows.data + start,
+                               a->ends[i] - start);
+        if (st != MM_OK) {
+            if (st == MM_EIO) {
+                log_warn("journal %s: append", a->conf->journal_dir);
+            } else {
+                log_warnx("journal %s: append: %s", a->conf->journal_dir,
+                          mm_strstatus(st));
+            }
+            a->group_failed = 1;
+            goto done;
+        }
+        start = a->ends[i];
+    }
+
+    a->nacks++;
+
+done:
+
+    if (a->rows.cap > AN_BUF_KEEP) {
+        mm_buf_free(&a->rows);
+    }
+
+    return 1;
+}
+
+
+/*
+ * Reads every message available (up to a limit), then one fdatasync for
+ * all of them, then the ACKs: group commit.
+ */
+static void
+an_intake(analytics_t *a, uint64_t now)
+{
+    size_t  i, n, events;
+
+    a->nacks = 0;
+    a->group_failed = 0;
+    events = 0;
+
+    for (n = 0; n < AN_GROUP_MAX && a->nacks < AN_GROUP_MAX
+                && events < AN_GROUP_EVENTS; n++)
+    {
+        if (!an_recv_message(a, &events)) {
+            break;
+        }
+    }
+
+    if (a->nacks == 0 && !a->group_failed) {
+        return;
+    }
+
+    if (a->group_failed || mm_journal_sync(a->journal) != MM_OK) {
+        if (!a->group_failed) {
+            log_warn("journal %s: fdatasync", a->conf->journal_dir);
+        }
+        log_warnx("%zu batches not acknowledged (producers resend)",
+                  a->nacks);
+        a->nacks = 0;
+        return;
+    }
+
+    for (i = 0; i < a->nacks; i++) {
+        an_reply(a, a->acks[i].rid, a->acks[i].rid_len, "ACK",
+                 a->acks[i].id, NULL);
+    }
+
+    log_debug("journaled and acknowledged %zu batches, %zu events",
+              a->nacks, events);
+
+    a->pending_events += events;
+
+    if (a->pending_since == 0) {
+        a->pending_since = now ? now : 1;
+    }
+
+    a->nacks = 0;
+}
+
+
+/* ---- writer ---------------------------------------------------------- */
+
+
+static int
+an_has_unread(analytics_t *a)
+{
+    return a->reader != NULL
+           && mm_journal_pos_cmp(mm_journal_reader_pos(a->reader),
+                                 mm_journal_end(a->journal)) < 0;
+}
+
+
+/* (re)positions the reader at the committed position */
+static void
+an_rewind(analytics_t *a)
+{
+    mm_status_t  st;
+
+    mm_journal_reader_close(&a->reader);
+
+    st = mm_journal_reader_open(&a->reader, a->conf->journal_dir,
+                                mm_journal_committed(a->journal), NULL);
+    if (st != MM_OK) {
+        log_warn("journal %s: reader", a->conf->journal_dir);
+        a->reader = NULL;
+    }
+
+    a->flush_now = 1;
+}
+
+
+static void
+an_commit(analytics_t *a)
+{
+    mm_status_t  st;
+
+    st = mm_journal_commit(a->journal, a->flush_end);
+
+    if (st == MM_EIO) {
+        log_warn("journal %s: commit", a->conf->journal_dir);
+
+    } else if (st != MM_OK) {
+        /* the end moved back under the reader after a failed sync */
+        log_warnx("journal %s: commit %" PRIu64 ":%" PRIu64 ": %s",
+                  a->conf->journal_dir, a->flush_end.seg, a->flush_end.off,
+                  mm_strstatus(st));
+    }
+}
+
+
+static int
+an_flush_due(analytics_t *a, uint64_t now)
+{
+    if (!an_has_unread(a)) {
+        return 0;
+    }
+
+    return a->draining || a->flush_now || a->pending_since == 0
+           || a->pending_events >= (uint64_t) a->conf->batch_max
+           || now >= a->pending_since + (uint64_t) a->conf->flush_ms;
+}
+
+
+static void
+an_flush_start(analytics_t *a)
+{
+    size_t             n, len;
+    const void        *data;
+    mm_status_t        st;
+    mm_journal_pos_t   pos;
+    const char        *p;
+
+    mm_buf_reset(&a->copy);
+    n = 0;
+
+    while (n < (size_t) a->conf->batch_max && a->copy.len < AN_COPY_BYTES_MAX)
+    {
+        pos = mm_journal_reader_pos(a->reader);
+        st = mm_journal_reader_next(a->reader, &data, &len);
+
+        if (st == MM_OK) {
+            p = data;
+
+            if (len < 2 || p[0] != 'R' || p[len - 1] != '\n') {
+                log_warnx("journal %s: skipped an unknown record at "
+                          "%" PRIu64 ":%" PRIu64, a->conf->journal_dir,
+                          pos.seg, pos.off);
+                continue;
+            }
+
+            mm_buf_append(&a->copy, p + 1, len - 1);
+            n++;
+            continue;
+        }
+
+        if (st == MM_EAGAIN) {
+            break;
+        }
+
+        if (st == MM_ECORRUPT) {
+            log_warnx("journal %s: corrupt record at %" PRIu64 ":%" PRIu64
+                      ", the rest of that segment is lost",
+                      a->conf->journal_dir, pos.seg, pos.off);
+
+            if (pos.seg == mm_journal_end(a->journal).seg
+                && mm_journal_rotate(a->journal) != MM_OK)
+            {
+                log_warn("journal %s: rotate", a->conf->journal_dir);
+                break;
+            }
+
+            mm_journal_reader_skip_segment(a->reader);
+            continue;
+        }
+
+        log_warn("journal %s: read", a->conf->journal_dir);
+        break;
+    }
+
+    if (a->copy.failed) {
+        log_warnx("out of memory for a COPY of %zu events", n);
+        mm_buf_free(&a->copy);
+        an_rewind(a);
+        return;
+    }
+
+    a->flush_end = mm_journal_reader_pos(a->reader);
+    a->flush_now = (n >= (size_t) a->conf->batch_max
+                    || a->copy.len >= AN_COPY_BYTES_MAX);
+    a->pending_since = 0;
+    a->pending_events = 0;
+
+    if (n == 0) {
+        /* only skipped records */
+        if (mm_journal_pos_cmp(a->flush_end,
+                               mm_journal_committed(a->journal)) > 0)
+        {
+            an_commit(a);
+        }
+        return;
+    }
+
+    a->flush_events = n;
+    a->flush_inserted = 0;
+
+    if (pgc_send(a->pg, an_copy_sql, 0, NULL, an_copy_result, an_copy_done,
+                 a) != 0)
+    {
+        an_rewind(a);
+        return;
+    }
+
+    a->flushing = 1;
+
+    log_debug("flush: COPY %zu events, %zu bytes", n, a->copy.len);
+}
+
+
+static void
+an_flush_failed(analytics_t *a, const char *what, const char *error)
+{
+    if (what != NULL) {
+        log_warnx("flush of %zu events: %s: %s", a->flush_events, what,
+                  error);
+    }
+
+    a->flushing = 0;
+
+    /* a new session: no half-done transaction, an empty temp table */
+    pgc_reset(a->pg, "flush failed");
+
+    an_rewind(a);
+}
+
+
+static void
+an_copy_result(void *arg, pgc_t *c, PGresult *res)
+{
+    analytics_t  *a = arg;
+
+    if (PQresultStatus(res) == PGRES_COPY_IN) {
+        pgc_copy_data(c, a->copy.data, a->copy.len);
+    }
+}
+
+
+static void
+an_copy_done(void *arg, pgc_t *c, const char *error)
+{
+    analytics_t  *a = arg;
+
+    if (error != NULL) {
+        an_flush_failed(a, "COPY", error);
+        return;
+    }
+
+    if (pgc_send(c, an_insert_sql, 0, NULL, an_insert_result,
+                 an_insert_done, a) != 0)
+    {
+        an_flush_failed(a, NULL, NULL);
+    }
+}
+
+
+static void
+an_insert_result(void *arg, pgc_t *c, PGresult *res)
+{
+    analytics_t  *a = arg;
+
+    if (PQresultStatus(res) == PGRES_COMMAND_OK
+        && strncmp(PQcmdStatus(res), "INSERT", 6) == 0)
+    {
+        a->flush_inserted = atol(PQcmdTuples(res));
+    }
+}
+
+
+static void
+an_insert_done(void *arg, pgc_t *c, const char *error)
+{
+    analytics_t  *a = arg;
+
+    if (error != NULL) {
+        an_flush_failed(a, "INSERT", error);
+        return;
+    }
+
+    a->flushing = 0;
+    a->written += a->flush_events;
+    a->inserted += (uint64_t) a->flush_inserted;
+
+    log_debug("flush: %zu events written, %ld new", a->flush_events,
+              a->flush_inserted);
+
+    an_commit(a);
+
+    if (a->copy.cap > AN_BUF_KEEP) {
+        mm_buf_free(&a->copy);
+    }
+}
+
+
+static void
+an_tick(analytics_t *a, uint64_t now)
+{
+    char  info[256];
+
+    if (a->reader == NULL) {
+        an_rewind(a);
+    }
+
+    if (!pgc_ready(a->pg)) {
+        return;
+    }
+
+    /* the beat first: a long replay must not starve it */
+    if (heartbeat_due(&a->hb, now)) {
+        snprintf(info, sizeof(info),
+                 "{\"received\":%" PRIu64 ",\"written\":%" PRIu64
+                 ",\"inserted\":%" PRIu64 ",\"naks\":%" PRIu64
+                 ",\"journal_lag_bytes\":%" PRIu64 "}",
+                 a->received, a->written, a->inserted, a->naks,
+                 mm_journal_lag(a->journal));
+
+        if (heartbeat_send(&a->hb, a->pg, info, now) == 0) {
+            return;
+        }
+    }
+
+    if (!a->flushing && an_flush_due(a, now)) {
+        an_flush_start(a);
+    }
+}
+
+
+/* ---- the loop's interface -------------------------------------------- */
+
+
+int
+analytics_poll_items(analytics_t *a, zmq_pollitem_t *items, long *timeout)
+{
+    int       n, fd, t;
+    short     events;
+    uint64_t  now, due;
+
+    n = 0;
+    now = now_mono_ms();
+    *timeout = HEARTBEAT_INTERVAL;
+
+    a->idx_router = -1;
+    a->idx_zap = -1;
+    a->idx_pg = -1;
+
+    if (!a->draining) {
+        a->idx_router = n;
+        items[n].socket = a->router;
+        items[n].fd = 0;
+        items[n].events = ZMQ_POLLIN;
+        items[n].revents = 0;
+        n++;
+    }
+
+    a->idx_zap = n;
+    items[n].socket = zap_socket(a->zap);
+    items[n].fd = 0;
+    items[n].events = ZMQ_POLLIN;
+    items[n].revents = 0;
+    n++;
+
+    fd = pgc_fd(a->pg, &events);
+    if (fd >= 0) {
+        a->idx_pg = n;
+        items[n].socket = NULL;
+        items[n].fd = fd;
+        items[n].events = events;
+        items[n].revents = 0;
+        n++;
+    }
+
+    t = pgc_timeout(a->pg, now);
+    if (t >= 0 && t < *timeout) {
+        *timeout = t;
+    }
+
+    if (pgc_up(a->pg)) {
+        t = heartbeat_timeout(&a->hb, now);
+        if (t < *timeout) {
+            *timeout = t;
+        }
+    }
+
+    if (pgc_ready(a->pg) && !a->flushing && an_has_unread(a)) {
+        if (an_flush_due(a, now)) {
+            *timeout = 0;
+
+        } else {
+            due = a->pending_since + (uint64_t) a->conf->flush_ms;
+            if (due <= now) {
+                *timeout = 0;
+            } else if ((long) (due - now) < *timeout) {
+                *timeout = (long) (due - now);
+            }
+        }
+    }
+
+    if (a->draining) {
+        due = a->drain_deadline;
+        t = due > now ? (int) (due - now) : 0;
+        if (t < *timeout) {
+            *timeout = t;
+        }
+    }
+
+    return n;
+}
+
+
+void
+analytics_process(analytics_t *a, zmq_pollitem_t *items, int n)
+{
+    short     revents;
+    uint64_t  now;
+
+    now = now_mono_ms();
+
+    if (a->idx_zap >= 0 && a->idx_zap < n
+        && (items[a->idx_zap].revents & ZMQ_POLLIN))
+    {
+        zap_handle(a->zap);
+    }
+
+    if (a->idx_router >= 0 && a->idx_router < n
+        && (items[a->idx_router].revents & ZMQ_POLLIN))
+    {
+        an_intake(a, now);
+    }
+
+    revents = 0;
+    if (a->idx_pg >= 0 && a->idx_pg < n) {
+        revents = items[a->idx_pg].revents;
+    }
+
+    pgc_process(a->pg, revents, now);
+
+    an_tick(a, now_mono_ms());
+}
+
+
+void
+analytics_reload(analytics_t *a)
+{
+    log_info("SIGHUP: reloading %s", a->conf->curve_clients_file);
+    (void) zap_reload(a->zap);
+}
+
+
+void
+analytics_drain(analytics_t *a)
+{
+    if (a->draining) {
+        return;
+    }
+
+    a->draining = 1;
+    a->drain_deadline = now_mono_ms() + AN_DRAIN_MS;
+
+    if (mm_journal_sync(a->journal) != MM_OK) {
+        log_warn("journal %s: fdatasync", a->conf->journal_dir);
+    }
+
+    log_info("draining: %" PRIu64 " journal bytes to write",
+             mm_journal_lag(a->journal));
+}
+
+
+int
+analytics_finished(analytics_t *a)
+{
+    if (!a->draining) {
+        return 0;
+    }
+
+    if (now_mono_ms() >= a->drain_deadline) {
+        log_warnx("drain timeout: %" PRIu64 " journal bytes left for the "
+                  "next start", mm_journal_lag(a->journal));
+        return 1;
+    }
+
+    if (a->flushing) {
+        return 0;
+    }
+
+    if (!pgc_up(a->pg)) {
+        if (an_has_unread(a)) {
+            log_info("PostgreSQL is down: %" PRIu64 " journal bytes left "
+                     "for the next start", mm_journal_lag(a->journal));
+        }
+        return 1;
+    }
+
+    if (an_has_unread(a)) {
+        return 0;
+    }
+
+    log_info("drained: %" PRIu64 " events received, %" PRIu64 " written "
+             "(%" PRIu64 " new)", a->received, a->written, a->inserted);
+
+    return 1;
+}

@@ -1,0 +1,290 @@
+#!/usr/bin/perl
+# Streaming: GET/HEAD /stream/{id}[.mp3] of public and private episodes,
+# ranges within and across slices, auth failures, unknown episodes, origin
+# failures, and the proxy cache sparing the origin.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use IO::Socket::INET;
+use MediaTest;
+
+my $dir = MediaTest::tempdir('stream-origin');
+MediaTest::gen_mp3("$dir/small.mp3", seconds => 3);
+MediaTest::gen_mp3("$dir/cached.mp3", seconds => 2);
+MediaTest::gen_mp3("$dir/big.mp3", seconds => 180);
+my $origin = MediaTest::Origin->start(dir => $dir);
+
+my $s = MediaTest->start(workers => 2,
+                         extra_http => 'media_origin_allow_private on;');
+my $admin = $s->admin_token;
+
+sub slurp {
+    my ($path) = @_;
+    open(my $fh, '<:raw', $path) or die "$path: $!";
+    local $/;
+    return scalar <$fh>;
+}
+
+# a loopback port nobody listens on
+sub closed_port {
+    my $sock = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                     LocalPort => 0, Proto => 'tcp')
+        or die "listen: $!";
+    my $port = $sock->sockport;
+    close $sock;
+    return $port;
+}
+
+sub is_json_error {
+    my ($r, $status, $code, $what) = @_;
+    is($r->{status}, $status, "$what: $status") or diag $r->{body};
+    like($r->{headers}{'content-type'} // '', qr{^application/json},
+         "$what: JSON body");
+    is($r->{json} && $r->{json}{error}, $code, "$what: error is $code")
+        if defined $code;
+}
+
+# compare bodies without printing megabytes on failure
+sub same_bytes {
+    my ($got, $want, $what) = @_;
+    $got //= '';
+    my $ok = ok($got eq $want, $what);
+    unless ($ok) {
+        my $i = 0;
+        $i++ while $i < length($got) && $i < length($want)
+                   && substr($got, $i, 1) eq substr($want, $i, 1);
+        diag sprintf('got %d bytes, want %d; first difference at %d',
+                     length $got, length $want, $i);
+    }
+    return $ok;
+}
+
+sub episode {
+    my ($name, $url, %o) = @_;
+    my $r = $s->req(POST => '/api/episodes', token => $admin,
+                    json => { name => $name, author => 'test',
+                              mp3_url => $url });
+    is($r->{status}, 201, "episode $name created") or diag $r->{body};
+    my $id = $r->{json}{id};
+    if ($o{private}) {
+        $r = $s->req(POST => "/api/episodes/$id/private", token => $admin);
+        is($r->{json} && $r->{json}{private}, JSON::PP::true(),
+           "episode $name is private");
+    }
+    return $id;
+}
+
+my $small = slurp("$dir/small.mp3");
+my $big = slurp("$dir/big.mp3");
+my $cached = slurp("$dir/cached.mp3");
+ok(length($big) > 2 * 1024 * 1024 + 100_000,
+   sprintf('big.mp3 spans three 1 MiB slices (%d bytes)', length $big));
+
+my $pub = episode('public', $origin->url('small.mp3'));
+my $priv = episode('private', $origin->url('small.mp3'), private => 1);
+my $bigid = episode('big', $origin->url('big.mp3'));
+my $down = episode('origin down',
+                   'http://127.0.0.1:' . closed_port() . '/x.mp3');
+my $gone = episode('origin 404', $origin->url('missing.mp3'));
+my $cid = episode('cached', $origin->url('cached.mp3'));
+
+my $user = $s->req(POST => '/api/tokens', token => $admin,
+                   json => { role => 'user', name => 'listener' })->{json};
+
+# --- public episodes
+
+for my $path ("/stream/$pub", "/stream/$pub.mp3") {
+    my $r = $s->req(GET => $path);
+    is($r->{status}, 200, "GET $path");
+    same_bytes($r->{body}, $small, "GET $path: bytes equal the origin file");
+    is($r->{headers}{'content-type'}, 'audio/mpeg',
+       "GET $path: Content-Type audio/mpeg");
+    is($r->{headers}{'accept-ranges'}, 'bytes', "GET $path: Accept-Ranges");
+    is($r->{headers}{'content-length'}, length $small,
+       "GET $path: Content-Length");
+    ok($r->{headers}{'x-request-id'}, "GET $path: X-Request-Id");
+
+    $r = $s->req(HEAD => $path);
+    is($r->{status}, 200, "HEAD $path");
+    is($r->{body} // '', '', "HEAD $path: no body");
+    is($r->{headers}{'content-type'}, 'audio/mpeg',
+       "HEAD $path: Content-Type");
+    is($r->{headers}{'content-length'}, length $small,
+       "HEAD $path: Content-Length");
+}
+
+my $r = $s->req(GET => "/stream/$pub", headers => { Range => 'bytes=100-199' });
+is($r->{status}, 206, 'Range bytes=100-199: 206');
+same_bytes($r->{body}, substr($small, 100, 100), '  the right 100 bytes');
+is($r->{headers}{'content-range'}, 'bytes 100-199/' . length($small),
+   '  Content-Range');
+is($r->{headers}{'content-length'}, 100, '  Content-Length');
+
+$r = $s->req(GET => "/stream/$pub", headers => { Range => 'bytes=-50' });
+is($r->{status}, 206, 'suffix range bytes=-50: 206');
+same_bytes($r->{body}, substr($small, -50), '  the last 50 bytes');
+
+$r = $s->req(GET => "/stream/$pub",
+             headers => { Range => 'bytes=' . (length($small) + 10) . '-' });
+is($r->{status}, 416, 'a range past the end: 416');
+
+# --- private episodes
+
+$r = $s->req(GET => "/stream/$priv");
+is_json_error($r, 401, 'unauthorized', 'private, no credentials');
+like($r->{headers}{'www-authenticate'} // '', qr/^Bearer/,
+     '  WWW-Authenticate');
+
+$r = $s->req(HEAD => "/stream/$priv.mp3");
+is($r->{status}, 401, 'HEAD of a private episode without credentials: 401');
+
+$r = $s->req(GET => "/stream/$priv.mp3", token => $user->{token});
+is($r->{status}, 200, 'private, valid Bearer token: 200');
+same_bytes($r->{body}, $small, '  bytes equal the origin file');
+
+$r = $s->req(GET => "/stream/$priv", token => $user->{token},
+             headers => { Range => 'bytes=0-9' });
+is($r->{status}, 206, 'private with a token and a Range: 206');
+same_bytes($r->{body}, substr($small, 0, 10), '  the first 10 bytes');
+
+$r = $s->req(GET => "/stream/$priv", token => 'nmt_' . ('A' x 43));
+is_json_error($r, 401, 'invalid_token', 'private, unknown token');
+
+$r = $s->req(GET => "/stream/$priv",
+             headers => { Authorization => 'Bearer not-a-token' });
+is_json_error($r, 401, 'invalid_token', 'private, malformed token');
+
+$r = $s->req(GET => "/stream/$priv",
+             headers => { Authorization => 'Basic dTpw' });
+is_json_error($r, 401, 'invalid_token', 'private, Basic credentials');
+
+$r = $s->req(GET => "/stream/$pub", token => 'nmt_' . ('A' x 43));
+is_json_error($r, 401, 'invalid_token',
+              'public episode with an unknown token is refused too');
+
+my $victim = $s->req(POST => '/api/tokens', token => $admin,
+                     json => { role => 'user', name => 'revoked' })->{json};
+$r = $s->req(GET => "/stream/$priv", token => $victim->{token});
+is($r->{status}, 200, 'a token streams before revocation');
+$s->req(DELETE => "/api/tokens/$victim->{id}", token => $admin);
+my $t0 = time;
+$s->wait_for(sub {
+    $r = $s->req(GET => "/stream/$priv", token => $victim->{token});
+    $r->{status} == 401 }, 6);
+is_json_error($r, 401, 'invalid_token', 'private, revoked token');
+ok(time - $t0 < 5, sprintf('  refused %.1f s after revocation', time - $t0));
+
+my $m = $s->req(POST => "/api/episodes/$priv/signed-url", token => $admin,
+                json => { ttl => 300 });
+my ($q) = ($m->{json}{url} // '') =~ /\?(.*)$/;
+$r = $s->req(GET => "/stream/$priv.mp3?$q");
+is($r->{status}, 200, 'private, signed URL: 200');
+same_bytes($r->{body}, $small, '  bytes equal the origin file');
+(my $badq = $q) =~ s/sig=(.)/'sig=' . ($1 eq 'A' ? 'B' : 'A')/e;
+$r = $s->req(GET => "/stream/$priv.mp3?$badq");
+is_json_error($r, 403, 'invalid_signature', 'private, bad signature');
+$r = $s->req(GET => "/stream/$pub.mp3?$q");
+is_json_error($r, 403, 'invalid_signature',
+              "another episode's signature on a public episode");
+
+# --- unknown episodes, bad methods
+
+for my $p ('/stream/999999999', '/stream/999999999.mp3', '/stream/0') {
+    $r = $s->req(GET => $p);
+    is_json_error($r, 404, 'not_found', "GET $p");
+}
+
+for my $p ('/stream/abc', '/stream/1.wav', '/stream/' . ('1' x 19)) {
+    $r = $s->req(GET => $p);
+    is_json_error($r, 404, 'not_found', "GET $p (no such route)");
+}
+
+for my $meth (qw(POST PUT DELETE)) {
+    $r = $s->req($meth => "/stream/$pub", body => 'x');
+    is_json_error($r, 405, 'method_not_allowed', "$meth /stream/$pub");
+    like($r->{headers}{allow} // '', qr/GET/, "  $meth: Allow header");
+}
+$r = $s->req(POST => '/stream/1');
+is($r->{status}, 405, 'POST /stream/1: 405');
+
+# --- origin failures
+
+$r = $s->req(GET => "/stream/$down");
+is_json_error($r, 502, 'origin_failed', 'origin down');
+ok($r->{headers}{'x-request-id'}, '  X-Request-Id on the 502');
+$r = $s->req(GET => "/stream/$gone.mp3");
+is_json_error($r, 502, 'origin_failed', 'origin answers 404');
+$r = $s->req(HEAD => "/stream/$gone");
+is($r->{status}, 502, 'HEAD when the origin answers 404: 502');
+
+# --- the cache spares the origin
+
+my @status;
+for my $i (1 .. 6) {
+    $r = $s->req(GET => "/stream/$cid");
+    push @status, $r->{headers}{'x-cache-status'} // '-';
+    same_bytes($r->{body}, $cached, "cached play $i: bytes equal");
+}
+is($status[0], 'MISS', 'first play is a MISS');
+is($status[-1], 'HIT', 'last play is a HIT') or diag "@status";
+my $first_hit = (grep { $status[$_] eq 'HIT' } 0 .. $#status)[0];
+ok(defined $first_hit
+   && !grep({ $status[$_] ne 'HIT' } $first_hit .. $#status),
+   "once a HIT, always a HIT (@status)");
+my $hits = $origin->hits('/cached.mp3');
+ok($hits >= 1 && $hits <= 2, "6 plays, $hits origin fetches (at most 2)");
+
+$r = $s->req(GET => "/stream/$cid", headers => { Range => 'bytes=10-19' });
+is($r->{status}, 206, 'a range of a cached episode');
+is($r->{headers}{'x-cache-status'}, 'HIT', '  served from the cache');
+same_bytes($r->{body}, substr($cached, 10, 10), '  the right bytes');
+is($origin->hits('/cached.mp3'), $hits, '  no new origin fetch');
+
+# --- a multi-slice file
+
+my $MiB = 1024 * 1024;
+my $len = length $big;
+
+$r = $s->req(GET => "/stream/$bigid.mp3");
+is($r->{status}, 200, 'big file streamed whole');
+same_bytes($r->{body}, $big, "  all $len bytes equal the origin file");
+is($r->{headers}{'content-length'}, $len, '  Content-Length');
+
+for my $rg ([$MiB - 100, $MiB + 99], [$MiB - 1, $MiB], [0, $MiB],
+            [$MiB, 2 * $MiB - 1], [2 * $MiB - 5000, 2 * $MiB + 5000],
+            [$MiB - 10, 2 * $MiB + 10], [500, $len - 1],
+            [$len - 1, $len - 1])
+{
+    my ($from, $to) = @$rg;
+    $r = $s->req(GET => "/stream/$bigid", headers => {
+                     Range => "bytes=$from-$to" });
+    my $what = "big file bytes=$from-$to";
+    is($r->{status}, 206, "$what: 206");
+    is($r->{headers}{'content-range'}, "bytes $from-$to/$len",
+       "$what: Content-Range");
+    same_bytes($r->{body}, substr($big, $from, $to - $from + 1),
+               "$what: bytes equal");
+}
+
+$r = $s->req(GET => "/stream/$bigid",
+             headers => { Range => 'bytes=' . ($MiB + 7) . '-' });
+is($r->{status}, 206, 'big file open-ended range from inside slice 2');
+same_bytes($r->{body}, substr($big, $MiB + 7), '  bytes equal');
+
+$r = $s->req(GET => "/stream/$bigid", headers => { Range => 'bytes=-3000' });
+is($r->{status}, 206, 'big file suffix range');
+same_bytes($r->{body}, substr($big, -3000), '  bytes equal');
+
+$r = $s->req(GET => "/stream/$bigid.mp3");
+same_bytes($r->{body}, $big, 'big file again (now partly cached) equal');
+$r = $s->req(GET => "/stream/$bigid.mp3");
+same_bytes($r->{body}, $big, 'big file a third time equal');
+is($r->{headers}{'x-cache-status'}, 'HIT', '  a HIT');
+
+is_deeply([$s->error_log_clean], [], 'error log has no [alert]/[crit]');
+
+done_testing();
