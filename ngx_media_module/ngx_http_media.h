@@ -100,7 +100,8 @@ typedef struct {
 /* per stream request; also found after internal redirects (see .c) */
 typedef struct {
     int64_t                     episode_id;
-    ngx_str_t                   origin_url;
+    ngx_str_t                   origin_url;     /* scheme://addr:port/path */
+    ngx_str_t                   origin_host;    /* Host header */
     ngx_str_t                   episode_id_text;
     const char                 *auth;               /* for the event */
     ngx_uint_t                  state;
@@ -111,6 +112,7 @@ typedef struct {
     unsigned                    found:1;
     unsigned                    private:1;
     unsigned                    token_valid:1;
+    unsigned                    origin_bad:1;
     u_char                      token_hash[MM_TOKEN_HASH_LEN + 1];
 } ngx_http_media_stream_ctx_t;
 

@@ -10,6 +10,10 @@
  */
 
 #include "ngx_http_media.h"
+#include "url.h"
+
+#include <netdb.h>
+#include <arpa/inet.h>
 
 
 #define NGX_HTTP_MEDIA_CACHE_SLOTS   4096
@@ -19,8 +23,9 @@
 typedef struct {
     int64_t       id;
     time_t        expires;
-    char         *url;              /* ngx_alloc'd, NUL-terminated */
+    char         *url;              /* ngx_alloc'd: "url\0host\0" */
     size_t        url_len;
+    size_t        host_len;
     unsigned      used:1;
     unsigned      found:1;
     unsigned      private:1;
@@ -44,7 +49,10 @@ typedef struct {
     unsigned      found:1;
     unsigned      private:1;
     unsigned      token_valid:1;
-    char         *url;              /* malloc'd by the thread */
+    unsigned      origin_bad:1;     /* unresolvable or refused origin */
+    char         *url;              /* malloc'd by the thread: "url\0host\0" */
+    size_t        url_len;
+    size_t        host_len;
 } ngx_http_media_lookup_t;
 
 
@@ -80,6 +88,9 @@ static ngx_http_variable_t  ngx_http_media_vars[] = {
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("media_auth"), NULL, ngx_http_media_variable, 2,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("media_origin_host"), NULL, ngx_http_media_variable, 3,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -163,6 +174,9 @@ ngx_http_media_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         break;
     case 1:
         s = ctx->episode_id_text;
+        break;
+    case 3:
+        s = ctx->origin_host;
         break;
     default:
         s.data = (u_char *) ctx->auth;
@@ -385,17 +399,20 @@ ngx_http_media_stream_access(ngx_http_request_t *r)
         ctx->private = ee->private;
         ctx->token_valid = te ? te->valid : 0;
 
-        if (ee->found) {
-            p = ngx_pnalloc(r->pool, ee->url_len);
+        if (ee->found && ee->url) {
+            p = ngx_pnalloc(r->pool, ee->url_len + ee->host_len + 2);
             if (p == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            ngx_memcpy(p, ee->url, ee->url_len);
+            ngx_memcpy(p, ee->url, ee->url_len + ee->host_len + 2);
             ctx->origin_url.data = p;
             ctx->origin_url.len = ee->url_len;
+            ctx->origin_host.data = p + ee->url_len + 1;
+            ctx->origin_host.len = ee->host_len;
         }
 
+        ctx->origin_bad = (ee->found && ee->url == NULL);
         ctx->looked_up = 1;
 
         return ngx_http_media_stream_decide(r, ctx);
@@ -431,6 +448,88 @@ ngx_http_media_stream_access(ngx_http_request_t *r)
 }
 
 
+/*
+ * Pool thread: resolve the origin host here (getaddrinfo, so /etc/hosts
+ * counts) and hand proxy_pass an address, so the private-address guard
+ * applies to the very address nginx connects to (no DNS rebinding between
+ * check and use) and no nginx "resolver" is needed. Stores
+ * "<scheme>://<addr>:<port><path>\0<host>[:<port>]\0" in lk->url.
+ */
+static void
+ngx_http_media_origin_resolve(ngx_http_media_job_t *job,
+    ngx_http_media_lookup_t *lk, const char *src)
+{
+    int               rc;
+    char              err[256], addr[INET6_ADDRSTRLEN], port[16];
+    size_t            n;
+    mm_url_t          u;
+    struct addrinfo   hints, *res, *ai, *pick;
+
+    lk->origin_bad = 1;
+
+    if (mm_url_parse(src, strlen(src), &u, err, sizeof(err)) != MM_OK) {
+        return;
+    }
+
+    ngx_memzero(&hints, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+
+    rc = getaddrinfo(u.host, NULL, &hints, &res);
+    if (rc != 0) {
+        return;
+    }
+
+    pick = NULL;
+
+    for (ai = res; ai; ai = ai->ai_next) {
+        if (!job->mcf->allow_private && mm_addr_is_private(ai->ai_addr)) {
+            freeaddrinfo(res);
+            return;
+        }
+
+        if (pick == NULL
+            || (pick->ai_family != AF_INET && ai->ai_family == AF_INET))
+        {
+            pick = ai;
+        }
+    }
+
+    if (pick == NULL
+        || getnameinfo(pick->ai_addr, pick->ai_addrlen, addr, sizeof(addr),
+                       NULL, 0, NI_NUMERICHOST) != 0)
+    {
+        freeaddrinfo(res);
+        return;
+    }
+
+    freeaddrinfo(res);
+
+    port[0] = '\0';
+    if (u.port != (u.https ? 443u : 80u)) {
+        snprintf(port, sizeof(port), ":%u", u.port);
+    }
+
+    n = strlen(addr) + strlen(u.path) + 2 * strlen(u.host) + 64;
+    lk->url = malloc(n);
+    if (lk->url == NULL) {
+        return;
+    }
+
+    lk->url_len = snprintf(lk->url, n, "%s://%s%s%s:%u%s",
+                           u.https ? "https" : "http",
+                           pick->ai_family == AF_INET6 ? "[" : "", addr,
+                           pick->ai_family == AF_INET6 ? "]" : "", u.port,
+                           u.path[0] == '/' ? u.path : "/");
+
+    lk->host_len = snprintf(lk->url + lk->url_len + 1, n - lk->url_len - 1,
+                            "%s%s%s%s", strchr(u.host, ':') ? "[" : "",
+                            u.host, strchr(u.host, ':') ? "]" : "", port);
+
+    lk->origin_bad = 0;
+}
+
+
 static void
 ngx_http_media_lookup_run(ngx_http_media_job_t *job)
 {
@@ -460,11 +559,7 @@ ngx_http_media_lookup_run(ngx_http_media_job_t *job)
     if (PQntuples(res) == 1) {
         lk->found = 1;
         lk->private = PQgetvalue(res, 0, 1)[0] == 't';
-        lk->url = strdup(PQgetvalue(res, 0, 0));
-        if (lk->url == NULL) {
-            lk->found = 0;
-            job->db_failed = 1;
-        }
+        ngx_http_media_origin_resolve(job, lk, PQgetvalue(res, 0, 0));
     }
 
     PQclear(res);
@@ -482,7 +577,10 @@ ngx_http_media_lookup_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
     ngx_http_media_lookup_t  *lk = job->data;
 
     u_char                          *p;
+    char                            *blob;
+    size_t                           url_len, host_len;
     time_t                           now;
+    ngx_uint_t                       bad;
     ngx_http_media_stream_ctx_t     *ctx;
     ngx_http_media_token_entry_t    *te;
     ngx_http_media_episode_entry_t  *ee;
@@ -495,37 +593,36 @@ ngx_http_media_lookup_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
          ? ngx_http_media_token_slot((u_char *) lk->token_hash) : NULL;
 
     if (job->db_failed) {
+
         /* PostgreSQL is away: a recent answer is better than none */
 
-        if (ee->used && ee->id == lk->episode_id
-            && ee->expires + NGX_HTTP_MEDIA_STALE_MAX > now
-            && (te == NULL
-                || (te->used && te->expires + NGX_HTTP_MEDIA_STALE_MAX > now
-                    && ngx_memcmp(te->hash, lk->token_hash,
-                                  MM_TOKEN_HASH_LEN) == 0)))
+        if (!(ee->used && ee->id == lk->episode_id
+              && ee->expires + NGX_HTTP_MEDIA_STALE_MAX > now
+              && (te == NULL
+                  || (te->used
+                      && te->expires + NGX_HTTP_MEDIA_STALE_MAX > now
+                      && ngx_memcmp(te->hash, lk->token_hash,
+                                    MM_TOKEN_HASH_LEN) == 0))))
         {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "media: database unavailable, using a cached "
-                          "answer for episode %L", lk->episode_id);
-
-            lk->found = ee->found;
-            lk->private = ee->private;
-            lk->token_valid = te ? te->valid : 0;
-            free(lk->url);
-            lk->url = ee->found ? strdup(ee->url) : NULL;
-
-            if (ee->found && lk->url == NULL) {
-                lk->found = 0;
-            }
-
-        } else {
             free(lk->url);
             ctx->state = NGX_HTTP_MEDIA_STREAM_DECIDED;
             ctx->lookup_rc = NGX_HTTP_SERVICE_UNAVAILABLE;
             goto resume;
         }
 
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "media: database unavailable, using a cached "
+                      "answer for episode %L", lk->episode_id);
+
+        ctx->found = ee->found;
+        ctx->private = ee->private;
+        ctx->token_valid = te ? te->valid : 0;
+        blob = ee->url;
+        url_len = ee->url_len;
+        host_len = ee->host_len;
+
     } else {
+
         /* refresh the per-worker caches */
 
         if (ee->used && ee->url) {
@@ -533,20 +630,22 @@ ngx_http_media_lookup_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
         }
 
         ngx_memzero(ee, sizeof(ngx_http_media_episode_entry_t));
-        ee->used = 1;
         ee->id = lk->episode_id;
         ee->expires = now + job->mcf->auth_cache_ttl;
         ee->found = lk->found;
         ee->private = lk->private;
+        ee->used = 1;
 
-        if (lk->found) {
-            ee->url_len = ngx_strlen(lk->url);
-            ee->url = ngx_alloc(ee->url_len + 1, r->connection->log);
+        if (lk->found && lk->url) {
+            ee->url = ngx_alloc(lk->url_len + lk->host_len + 2,
+                                r->connection->log);
             if (ee->url == NULL) {
                 ee->used = 0;
 
             } else {
-                ngx_memcpy(ee->url, lk->url, ee->url_len + 1);
+                ngx_memcpy(ee->url, lk->url, lk->url_len + lk->host_len + 2);
+                ee->url_len = lk->url_len;
+                ee->host_len = lk->host_len;
             }
         }
 
@@ -556,28 +655,36 @@ ngx_http_media_lookup_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
             te->valid = lk->token_valid;
             te->expires = now + job->mcf->auth_cache_ttl;
         }
+
+        ctx->found = lk->found;
+        ctx->private = lk->private;
+        ctx->token_valid = lk->token_valid;
+        blob = lk->url;
+        url_len = lk->url_len;
+        host_len = lk->host_len;
     }
 
-    ctx->found = lk->found;
-    ctx->private = lk->private;
-    ctx->token_valid = lk->token_valid;
+    bad = (ctx->found && blob == NULL);
 
-    if (lk->found) {
-        ctx->origin_url.len = ngx_strlen(lk->url);
-        p = ngx_pnalloc(r->pool, ctx->origin_url.len);
+    if (ctx->found && blob) {
+        p = ngx_pnalloc(r->pool, url_len + host_len + 2);
         if (p == NULL) {
+            free(lk->url);
             ctx->state = NGX_HTTP_MEDIA_STREAM_DECIDED;
             ctx->lookup_rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            free(lk->url);
             goto resume;
         }
 
-        ngx_memcpy(p, lk->url, ctx->origin_url.len);
+        ngx_memcpy(p, blob, url_len + host_len + 2);
         ctx->origin_url.data = p;
+        ctx->origin_url.len = url_len;
+        ctx->origin_host.data = p + url_len + 1;
+        ctx->origin_host.len = host_len;
     }
 
     free(lk->url);
 
+    ctx->origin_bad = bad;
     ctx->looked_up = 1;
     ctx->state = NGX_HTTP_MEDIA_STREAM_START;
 
@@ -666,6 +773,13 @@ ngx_http_media_stream_decide(ngx_http_request_t *r,
 
     } else {
         ctx->auth = "public";
+    }
+
+    if (ctx->origin_bad) {
+        return ngx_http_media_stream_fail(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                   "origin_failed",
+                   "the episode source does not resolve to an allowed "
+                   "address");
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

@@ -39,6 +39,13 @@ sub pidfile {
     return $pid;
 }
 
+sub state_of {
+    my ($pid) = @_;
+    open(my $fh, '<', "/proc/$pid/stat") or return undef;
+    my ($state) = <$fh> =~ /\)\s+(\S)/;
+    return $state;
+}
+
 sub uid_of {
     my ($pid) = @_;
     open(my $fh, '<', "/proc/$pid/status") or return undef;
@@ -141,7 +148,12 @@ ok($new, "  nginx restarted (pid $new)");
 ok(time - $t0 < 2.5, sprintf('  within %.1f s', time - $t0));
 ok($s->wait_healthy(20), '  healthy again');
 if ($> == 0) {
-    chomp(my @orphans = `pgrep -s $npid`);
+    # (a killed worker may linger a moment as a zombie of init)
+    my @orphans;
+    $s->wait_for(sub {
+        chomp(@orphans = `pgrep -s $npid`);
+        @orphans = grep { (state_of($_) // 'Z') ne 'Z' } @orphans;
+        !@orphans }, 3);
     is_deeply(\@orphans, [], '  no worker of the killed master left');
 }
 

@@ -22,6 +22,7 @@ my $s = MediaTest->start(workers => 2,
                          extra_http => 'media_origin_allow_private on;');
 my $admin = $s->admin_token;
 
+
 sub slurp {
     my ($path) = @_;
     open(my $fh, '<:raw', $path) or die "$path: $!";
@@ -198,9 +199,14 @@ for my $p ('/stream/999999999', '/stream/999999999.mp3', '/stream/0') {
     is_json_error($r, 404, 'not_found', "GET $p");
 }
 
-for my $p ('/stream/abc', '/stream/1.wav', '/stream/' . ('1' x 19)) {
+for my $p ('/stream/abc', '/stream/1.wav', '/stream/' . ('1' x 19),
+           '/stream/abc.mp3')
+{
     $r = $s->req(GET => $p);
-    is_json_error($r, 404, 'not_found', "GET $p (no such route)");
+    is($r->{status}, 404, "GET $p (no such route): 404");
+    is($r->{json} && $r->{json}{error}, 'not_found', "  $p: not_found");
+    like($r->{headers}{'content-type'} // '', qr{^application/json},
+         "  $p: JSON Content-Type");
 }
 
 for my $meth (qw(POST PUT DELETE)) {
@@ -213,13 +219,34 @@ is($r->{status}, 405, 'POST /stream/1: 405');
 
 # --- origin failures
 
-$r = $s->req(GET => "/stream/$down");
-is_json_error($r, 502, 'origin_failed', 'origin down');
-ok($r->{headers}{'x-request-id'}, '  X-Request-Id on the 502');
-$r = $s->req(GET => "/stream/$gone.mp3");
-is_json_error($r, 502, 'origin_failed', 'origin answers 404');
+for my $c (["/stream/$down", 'origin down'],
+           ["/stream/$down.mp3", 'origin down'],
+           ["/stream/$gone", 'origin answers 404'],
+           ["/stream/$gone.mp3", 'origin answers 404'])
+{
+    my ($p, $what) = ($c->[0], "$c->[1] ($c->[0])");
+    $r = $s->req(GET => $p);
+    is($r->{status}, 502, "$what: 502");
+    is($r->{json} && $r->{json}{error}, 'origin_failed',
+       "  $what: origin_failed");
+    ok($r->{headers}{'x-request-id'}, "  $what: X-Request-Id");
+    like($r->{headers}{'content-type'} // '', qr{^application/json},
+         "  $what: JSON Content-Type");
+}
 $r = $s->req(HEAD => "/stream/$gone");
 is($r->{status}, 502, 'HEAD when the origin answers 404: 502');
+is($origin->hits('/missing.mp3') > 0, 1, 'the origin was asked for it');
+
+# --- an origin given by name, not address
+
+my $byname = episode('by name', 'http://localhost:' . $origin->port
+                                . '/small.mp3');
+$r = $s->req(GET => "/stream/$byname");
+is($r->{status}, 200, 'an origin URL with a host name streams');
+same_bytes($r->{body}, $small, '  bytes equal the origin file');
+like($origin->last_host // '', qr/^localhost:\d+$/,
+     '  the origin is asked with its own name in Host')
+    if $origin->can('last_host');
 
 # --- the cache spares the origin
 

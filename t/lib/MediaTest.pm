@@ -224,8 +224,10 @@ sub admin_token {
     return $self->{token};
 }
 
+# (no proxy from the environment: everything here is on loopback)
 my $HTTP = HTTP::Tiny->new(timeout => 30, keep_alive => 0,
-                           agent => 'MediaTest/1');
+                           agent => 'MediaTest/1', proxy => undef,
+                           http_proxy => undef, https_proxy => undef);
 
 # req($method, $path, token => T, json => DATA | body => STRING,
 #     headers => { ... }) -> { status, headers (lower-case), body, json }
