@@ -127,25 +127,32 @@ my $load = create_episode('load');
 $s->req(GET => "/stream/$load") for 1 .. 3;
 my $before = wait_requests($load, 3, 20)->{requests};
 
-my $n = $ENV{MEDIA_LOAD_REQUESTS} || 30000;
+my $n = $ENV{MEDIA_LOAD_REQUESTS} || 80000;
 my $out = "$dir/ab.out";
 my $t0 = time;
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {
     open STDOUT, '>', $out or die;
     open STDERR, '>&', \*STDOUT;
-    exec 'ab', '-q', '-k', '-r', '-n', $n, '-c', '32',
-         $s->url("/stream/$load");
+    { exec 'ab', '-q', '-k', '-r', '-n', $n, '-c', '32',
+           $s->url("/stream/$load") };
     POSIX::_exit(127);
 }
 
+my $old = $s->_pid_of('analytics');
 sleep 1.0;
+is(waitpid($pid, POSIX::WNOHANG()), 0, 'load still running at the kill');
 ok($s->kill_daemon('analytics', 'KILL'), 'analytics daemon killed (-9)');
 sleep 1.5;
+is(waitpid($pid, POSIX::WNOHANG()), 0, 'load still running at the restart');
 ok($s->restart_pg, 'PostgreSQL restarted mid-load');
 waitpid($pid, 0);
 my $elapsed = time - $t0;
 is($? >> 8, 0, 'ab finished') or diag `cat $out`;
+
+$s->wait_for(sub { my $p = $s->_pid_of('analytics');
+                   $p && $p != $old && kill 0, $p }, 10);
+isnt($s->_pid_of('analytics'), $old, 'the launcher restarted the daemon');
 
 my $ab = do { local (@ARGV, $/) = $out; <> };
 my ($complete) = $ab =~ /Complete requests:\s+(\d+)/;
