@@ -27,7 +27,7 @@
 #include "mp4.h"
 
 
-#define MM_CBCS_MAX_SAMPLES     (1u << 20)      /* per 'traf' */
+#define MM_CBCS_MAX_SAMPLES     (1u << 20)      /* per call */
 #define MM_CBCS_MAX_DEPTH       8               /* nested boxes we rebuild */
 /* a 'saiz' entry is one byte: 2 + 6 * 42 = 254 */
 #define MM_CBCS_MAX_SUBSAMPLES  42
@@ -666,6 +666,10 @@ mm_cbcs_moov(mm_cbcs_job_t *job, const mm_mp4_box_t *box)
         return mm_cbcs_fail(t, MM_EBADDATA, "more than one 'moov'");
     }
 
+    if (box->size > UINT32_MAX) {
+        return mm_cbcs_fail(t, MM_EBADDATA, "'moov' too big");
+    }
+
     off = mm_mp4_box_open(&job->built, T_MOOV);
 
     st = mm_cbcs_children(job, box, mm_cbcs_moov_handlers);
@@ -957,7 +961,7 @@ mm_cbcs_decrypt_entry(mm_cbcs_job_t *job, const mm_mp4_box_t *entry)
     char              name[5];
     mm_status_t       st;
     mm_mp4_box_t      child, sbox, tenc;
-    mm_mp4_cur_t      c, sc;
+    mm_mp4_cur_t      c, sc, bc;
     mm_cbcs_track_t  *t;
 
     t = job->t;
@@ -990,8 +994,6 @@ mm_cbcs_decrypt_entry(mm_cbcs_job_t *job, const mm_mp4_box_t *entry)
         mm_mp4_box_cur(&child, &sc);
 
         while ((st = mm_mp4_next_box(&sc, &sbox)) == MM_OK) {
-            mm_mp4_cur_t  bc;
-
             mm_mp4_box_cur(&sbox, &bc);
 
             if (sbox.type == T_FRMA) {
@@ -1302,7 +1304,6 @@ mm_cbcs_senc(mm_cbcs_job_t *job, const mm_mp4_box_t *box, size_t first)
     uint16_t           nsub, clear;
     uint32_t           flags, count, i, j, prot;
     uint64_t           sum;
-    mm_status_t        st;
     mm_mp4_cur_t       c;
     mm_cbcs_sample_t  *s;
     mm_cbcs_track_t   *t;
@@ -1369,9 +1370,7 @@ mm_cbcs_senc(mm_cbcs_job_t *job, const mm_mp4_box_t *box, size_t first)
         }
     }
 
-    st = MM_OK;
-
-    return st;
+    return MM_OK;
 }
 
 
@@ -1383,9 +1382,8 @@ mm_cbcs_traf(mm_cbcs_job_t *job, const mm_mp4_box_t *box)
     uint32_t           flags, id, desc, default_size, v, type;
     uint64_t           next;
     mm_status_t        st;
-    mm_mp4_box_t       child;
-    const mm_mp4_box_t *senc_box;
-    mm_mp4_box_t       senc_copy;
+    int                have_senc;
+    mm_mp4_box_t       child, senc_box;
     mm_mp4_cur_t       c, bc;
     mm_cbcs_sample_t  *s;
     mm_cbcs_patch_t   *patch;
@@ -1407,7 +1405,7 @@ mm_cbcs_traf(mm_cbcs_job_t *job, const mm_mp4_box_t *box)
     default_size = t->trex_sample_size;
     first = job->nsamples;
     next = job->moof_old;
-    senc_box = NULL;
+    have_senc = 0;
 
     mm_mp4_box_cur(box, &c);
 
@@ -1477,11 +1475,11 @@ mm_cbcs_traf(mm_cbcs_job_t *job, const mm_mp4_box_t *box)
             }
 
             if (child.type == T_SENC) {
-                if (senc_box != NULL) {
+                if (have_senc) {
                     return mm_cbcs_fail(t, MM_EBADDATA, "two 'senc'");
                 }
-                senc_copy = child;
-                senc_box = &senc_copy;
+                have_senc = 1;
+                senc_box = child;
             }
 
             break;
@@ -1506,8 +1504,8 @@ mm_cbcs_traf(mm_cbcs_job_t *job, const mm_mp4_box_t *box)
     }
 
     if (job->decrypt) {
-        if (senc_box != NULL) {
-            st = mm_cbcs_senc(job, senc_box, first);
+        if (have_senc) {
+            st = mm_cbcs_senc(job, &senc_box, first);
             if (st != MM_OK) {
                 return st;
             }
@@ -1862,10 +1860,6 @@ mm_cbcs_crypt(mm_cbcs_track_t *t, uint8_t *p, size_t len,
         {
             return mm_cbcs_fail(t, MM_ENOMEM, "EVP_CipherUpdate failed");
         }
-
-        if (skip > blocks - i - n) {
-            break;
-        }
     }
 
     return MM_OK;
@@ -2170,8 +2164,12 @@ mm_cbcs_run(mm_cbcs_track_t *t, const uint8_t *in, size_t len,
             t->ready = 0;
         }
 
-        /* leave the caller's buffer as it was */
-        mm_buf_reset_to(out, base);
+        /* leave the caller's buffer as it was (it had not failed) */
+        out->len = base;
+        out->failed = 0;
+        if (out->data != NULL) {
+            out->data[base] = '\0';
+        }
     }
 
     mm_buf_free(&job.built);
