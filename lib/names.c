@@ -58,6 +58,7 @@ static size_t mm_name_copy(const char *s, size_t len, size_t from,
 static size_t mm_name_ext(const char *s, size_t len, size_t first);
 static size_t mm_name_utf8_cut(const char *s, size_t len);
 static size_t mm_name_segment(const char *in, size_t len, char *out);
+static size_t mm_name_last_segment(const char *in, size_t len, char *out);
 static int mm_name_hex(int c);
 static size_t mm_name_percent_decode(const char *s, size_t len, char *out,
     size_t out_size, int latin1, int strict);
@@ -362,8 +363,9 @@ mm_name_segment(const char *in, size_t len, char *out)
 }
 
 
-size_t
-mm_name_sanitize(const char *in, size_t len, char *out)
+/* the last usable segment, sanitised; 0 if there is none */
+static size_t
+mm_name_last_segment(const char *in, size_t len, char *out)
 {
     size_t  end, start, n;
 
@@ -383,6 +385,20 @@ mm_name_sanitize(const char *in, size_t len, char *out)
         }
 
         end = start > 0 ? start - 1 : 0;
+    }
+
+    return 0;
+}
+
+
+size_t
+mm_name_sanitize(const char *in, size_t len, char *out)
+{
+    size_t  n;
+
+    n = mm_name_last_segment(in, len, out);
+    if (n > 0) {
+        return n;
     }
 
     memcpy(out, MM_NAME_DEFAULT, sizeof(MM_NAME_DEFAULT));
@@ -709,9 +725,8 @@ mm_name_pick(const char *disposition, size_t disposition_len,
         n = mm_name_from_disposition(disposition, disposition_len, raw,
                                      sizeof(raw));
         if (n > 0) {
-            n = mm_name_sanitize(raw, n, out);
-
-            if (strcmp(out, MM_NAME_DEFAULT) != 0) {
+            n = mm_name_last_segment(raw, n, out);
+            if (n > 0) {
                 return n;
             }
         }

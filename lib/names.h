@@ -2,10 +2,10 @@
  * Archive entry names for downloaded files.
  *
  * Where a name comes from (mm_name_pick): the Content-Disposition header's
- * filename*= (RFC 6266 / RFC 8187 ext-value, charset UTF-8 or ISO-8859-1),
+ * filename*= (RFC 6266; RFC 8187, ex-5987, ext-value: UTF-8 or ISO-8859-1),
  * else its filename= (token or quoted-string, bytes taken as they are),
- * else the last non-empty segment of the URL path (query and fragment cut,
- * percent-decoded), else "file".
+ * when either leaves a usable name; else the last non-empty segment of the
+ * URL path (query and fragment cut, percent-decoded), else "file".
  *
  * What a name may be (mm_name_sanitize): one path segment, at most
  * MM_NAME_MAX bytes of valid UTF-8:

@@ -46,7 +46,7 @@
 #define AN_TS_MAX           INT64_C(253402300799999)   /* 9999-12-31 */
 #define AN_GROUP_MAX        1024            /* batches before one fsync */
 #define AN_GROUP_EVENTS     50000
-#define AN_COPY_BYTES_MAX   (8 * 1024 * 1024)
+#define AN_COPY_BYTES_MAX   (32 * 1024 * 1024)
 #define AN_BUF_KEEP         (1024 * 1024)   /* buffers shrink past this */
 #define AN_DRAIN_MS         3000
 #define AN_RID_MAX          256

@@ -6,6 +6,7 @@
  * and de-duplication.
  */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,56 @@ test_long(void)
 }
 
 
+/* random inputs: every output obeys every rule */
+static void
+test_random(void)
+{
+    int             bad;
+    size_t          i, k, len, n;
+    uint64_t        x;
+    char            in[700], out[MM_NAME_SIZE];
+    unsigned char  *p;
+
+    static const char  alphabet[] = "ab./\\:. \x01\x7f\xc2\x85\xe2\x82\xac"
+                                    "\xff\xed\xa0\xf0\x9f\x8e\xac";
+
+    x = 0x9e3779b97f4a7c15ULL;
+    bad = 0;
+
+    for (i = 0; i < 20000 && !bad; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        len = (size_t) (x % sizeof(in));
+
+        for (k = 0; k < len; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            in[k] = (i & 1) ? (char) (x >> 32)
+                            : alphabet[(x >> 32) % (sizeof(alphabet) - 1)];
+        }
+
+        n = mm_name_sanitize(in, len, out);
+        p = (unsigned char *) out;
+
+        bad = n == 0 || n > MM_NAME_MAX || n != strlen(out)
+              || !valid_utf8(out, n) || strcmp(out, ".") == 0
+              || strcmp(out, "..") == 0 || out[0] == ' '
+              || out[n - 1] == ' ' || out[n - 1] == '.'
+              || strpbrk(out, "/\\<>:\"|?*") != NULL;
+
+        for (k = 0; k < n && !bad; k++) {
+            bad = p[k] < 0x20 || p[k] == 0x7f
+                  || (p[k] == 0xc2 && p[k + 1] < 0xa0);
+        }
+    }
+
+    ok(!bad, "20000 random names: each 1..255 bytes of valid UTF-8 without "
+       "separators, controls, reserved characters or edge spaces/dots");
+}
+
+
 typedef struct {
     const char  *in;
     const char  *want;      /* NULL: no name */
@@ -345,6 +396,10 @@ test_pick(void)
     cd = "attachment; filename=\"..\"";
     mm_name_pick(cd, strlen(cd), url, strlen(url), out);
     is_str(out, "from-url.jpg", "pick: unusable header name -> URL");
+
+    cd = "attachment; filename=file";
+    mm_name_pick(cd, strlen(cd), url, strlen(url), out);
+    is_str(out, "file", "pick: a header name \"file\" is a name");
 
     cd = "inline";
     mm_name_pick(cd, strlen(cd), url, strlen(url), out);
@@ -485,6 +540,7 @@ main(void)
 {
     test_sanitize();
     test_long();
+    test_random();
     test_disposition();
     test_url();
     test_pick();
