@@ -14,9 +14,9 @@
  *   carries the sizes and a CRC of 0 that mm_zip_entry_end() patches in
  *   place (the output must accept writes at earlier offsets: pwrite).
  * - Size unknown: general purpose bit 3 (MM_ZIP_DESCRIPTOR); the local
- *   header has zero CRC and sizes and a ZIP64 extra field (so the entry may
- *   grow past 4 GiB), and a data descriptor with 8-byte sizes follows the
- *   data.
+ *   header has CRC 0, sizes 0xFFFFFFFF and a ZIP64 extra field of zeros (so
+ *   the entry may grow past 4 GiB; Python's zipfile writes the same), and a
+ *   data descriptor with 8-byte sizes follows the data.
  *
  * ZIP64 is automatic: a ZIP64 extra field in the local header when a known
  * size is >= 0xFFFFFFFF (or the size is unknown), one in the central header

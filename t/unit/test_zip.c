@@ -1263,6 +1263,7 @@ test_big(void)
     is_int(mm_zip_finish(z, &size), MM_OK, "big: finish");
     mm_zip_destroy(&z);
 
+    memset(&st, 0, sizeof(st));
     ok(fstat(fd, &st) == 0 && (uint64_t) st.st_size == size,
        "big: file size %" PRIu64 " (%" PRIu64 " KiB on disk)", size,
        (uint64_t) st.st_blocks / 2);
