@@ -100,7 +100,7 @@ unit: $(PLAIN_UNITS) $(ASAN_UNITS)
 	ASAN_OPTIONS=detect_leaks=1 prove $(ASAN_UNITS)
 
 integration: all $(ASAN_BINS)
-	prove -v t/
+	MEDIA_BIN=$(abspath $(BUILD))/asan/bin prove -v t/
 
 test: deps
 	$(MAKE) all

@@ -799,6 +799,7 @@ mm_cbcs_encrypt_entry(mm_cbcs_job_t *job, const mm_mp4_box_t *entry)
     char              name[5];
     mm_status_t       st;
     mm_mp4_box_t      avcc;
+    mm_mp4_cur_t      c;
     mm_cbcs_track_t  *t;
 
     t = job->t;
@@ -833,6 +834,19 @@ mm_cbcs_encrypt_entry(mm_cbcs_job_t *job, const mm_mp4_box_t *entry)
 
     t->info.format = entry->type;
 
+    /* the children must be boxes: decryption will look for 'sinf' there */
+    mm_mp4_cur_init(&c, entry->data + fixed, plen - fixed);
+
+    while ((st = mm_mp4_next_box(&c, &avcc)) == MM_OK) {
+        if (avcc.type == T_SINF) {
+            return mm_cbcs_fail(t, MM_EBADDATA, "already encrypted");
+        }
+    }
+
+    if (st != MM_ENOTFOUND) {
+        return mm_cbcs_fail(t, MM_EBADDATA, "bad box in a sample entry");
+    }
+
     if (t->info.video) {
         st = mm_mp4_find(entry->data + fixed, plen - fixed, T_AVCC, &avcc);
         if (st != MM_OK) {
@@ -858,7 +872,14 @@ mm_cbcs_encrypt_entry(mm_cbcs_job_t *job, const mm_mp4_box_t *entry)
     }
 
     off = mm_mp4_box_open(&job->built, t->info.video ? T_ENCV : T_ENCA);
-    mm_buf_append(&job->built, entry->data, plen);
+    mm_buf_append(&job->built, entry->data, fixed);
+
+    /* child by child: a size-0 child would swallow the 'sinf' we append */
+    mm_mp4_cur_init(&c, entry->data + fixed, plen - fixed);
+
+    while (mm_mp4_next_box(&c, &avcc) == MM_OK) {
+        mm_cbcs_copy(job, &avcc);
+    }
 
     sinf = mm_mp4_box_open(&job->built, T_SINF);
 
