@@ -65,6 +65,15 @@ static const char  an_setup_sql[] =
 static const char  an_copy_sql[] =
     "BEGIN; COPY pg_temp.analytics_events (" AN_COLUMNS ") FROM STDIN";
 
+/*
+ * The fast path: duplicates only come from resends and replays after a
+ * crash, so a batch is first COPYed straight into events; a unique
+ * violation (SQLSTATE 23505) rolls it back and the same batch goes the
+ * deduplicating way (temp table + INSERT ... ON CONFLICT DO NOTHING).
+ */
+static const char  an_direct_sql[] =
+    "BEGIN; COPY events (" AN_COLUMNS ") FROM STDIN";
+
 static const char  an_insert_sql[] =
     "INSERT INTO events (" AN_COLUMNS ") "
     "SELECT " AN_COLUMNS " FROM pg_temp.analytics_events "
@@ -111,6 +120,8 @@ struct analytics_s {
     mm_journal_pos_t     flush_end;     /* reader position after it */
     size_t               flush_events;
     long                 flush_inserted;
+    int                  flush_direct;   /* COPY straight into events */
+    int                  flush_conflict; /* ... and it hit a duplicate */
     int                  flushing;
     int                  flush_now;     /* backlog: do not wait flush_ms */
     uint64_t             pending_since; /* first event journaled since */
@@ -947,9 +958,11 @@ an_flush_start(analytics_t *a)
 
     a->flush_events = n;
     a->flush_inserted = 0;
+    a->flush_conflict = 0;
+    a->flush_direct = 1;
 
-    if (pgc_send(a->pg, an_copy_sql, 0, NULL, an_copy_result, an_copy_done,
-                 a) != 0)
+    if (pgc_send(a->pg, an_direct_sql, 0, NULL, an_copy_result,
+                 an_copy_done, a) != 0)
     {
         an_rewind(a);
         return;
@@ -983,8 +996,36 @@ an_copy_result(void *arg, pgc_t *c, PGresult *res)
 {
     analytics_t  *a = arg;
 
+    const char  *state;
+
     if (PQresultStatus(res) == PGRES_COPY_IN) {
         pgc_copy_data(c, a->copy.data, a->copy.len);
+        return;
+    }
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (state != NULL && strcmp(state, "23505") == 0) {
+        a->flush_conflict = 1;
+    }
+}
+
+
+static void
+an_dedup_start(void *arg, pgc_t *c, const char *error)
+{
+    analytics_t  *a = arg;
+
+    if (error != NULL) {
+        an_flush_failed(a, "ROLLBACK", error);
+        return;
+    }
+
+    a->flush_direct = 0;
+
+    if (pgc_send(c, an_copy_sql, 0, NULL, an_copy_result, an_copy_done, a)
+        != 0)
+    {
+        an_flush_failed(a, NULL, NULL);
     }
 }
 
@@ -994,8 +1035,28 @@ an_copy_done(void *arg, pgc_t *c, const char *error)
 {
     analytics_t  *a = arg;
 
+    if (error != NULL && a->flush_direct && a->flush_conflict) {
+        log_debug("flush: %zu events hold a duplicate, deduplicating",
+                  a->flush_events);
+
+        if (pgc_send(c, "ROLLBACK", 0, NULL, NULL, an_dedup_start, a) != 0) {
+            an_flush_failed(a, NULL, NULL);
+        }
+        return;
+    }
+
     if (error != NULL) {
         an_flush_failed(a, "COPY", error);
+        return;
+    }
+
+    if (a->flush_direct) {
+        /* every event of the batch is new */
+        a->flush_inserted = (long) a->flush_events;
+
+        if (pgc_send(c, "COMMIT", 0, NULL, NULL, an_insert_done, a) != 0) {
+            an_flush_failed(a, NULL, NULL);
+        }
         return;
     }
 
