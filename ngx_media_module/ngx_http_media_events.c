@@ -3,8 +3,9 @@
  * ngx_media: analytics events from the log phase to daemons/analytics.
  *
  * Each worker owns a ZeroMQ DEALER (CURVE client). An event is built as
- * JSON, kept in a per-worker ring and sent with ZMQ_DONTWAIT: the request
- * never waits. The daemon ACKs a batch once it is in its journal; a timer
+ * JSON and kept in a per-worker ring: the request never waits. Every tick
+ * the new events go out as one batch (ZMQ_DONTWAIT), so the per-request
+ * cost is building the JSON. The daemon ACKs a batch once it is in its journal; a timer
  * drains ACKs and resends what was not ACKed in time, so a daemon killed
  * mid-stream loses nothing (duplicates are dropped by request_id). Only a
  * full ring drops events, counted in /metrics. See
@@ -17,7 +18,8 @@
 #include <openssl/rand.h>
 
 
-#define NGX_HTTP_MEDIA_EVENTS_TICK       100     /* ms */
+#define NGX_HTTP_MEDIA_EVENTS_TICK       50      /* ms */
+#define NGX_HTTP_MEDIA_BATCH_MAX         1000    /* events a message */
 #define NGX_HTTP_MEDIA_RESEND_PER_TICK   2000
 #define NGX_HTTP_MEDIA_RESEND_MAX        8000    /* ms, backoff cap */
 
@@ -26,6 +28,7 @@ typedef struct {
     uint64_t      seq;
     ngx_msec_t    resend_at;
     ngx_uint_t    tries;
+    ngx_uint_t    batch_n;          /* events of the batch this seq opens */
     char         *data;             /* malloc'd event JSON */
     size_t        len;
 } ngx_http_media_event_slot_t;
@@ -40,6 +43,7 @@ typedef struct {
     uint64_t                       head;     /* oldest seq not yet freed */
     uint64_t                       tail;     /* next seq */
     uint64_t                       scan;     /* resend scan position */
+    uint64_t                       unsent;   /* first seq never sent */
     ngx_uint_t                     pending;
     ngx_uint_t                     slot;     /* metrics slot of the worker */
     ngx_event_t                    timer;
@@ -56,7 +60,7 @@ static ngx_connection_t         ngx_http_media_dumb;
 static void ngx_http_media_events_tick(ngx_event_t *ev);
 static void ngx_http_media_events_drain(ngx_http_media_events_t *e);
 static ngx_int_t ngx_http_media_events_send(ngx_http_media_events_t *e,
-    ngx_http_media_event_slot_t *s);
+    uint64_t seq, ngx_uint_t n);
 static void *ngx_http_media_events_socket(void *zctx,
     ngx_http_media_main_conf_t *mcf, int hwm);
 
@@ -178,15 +182,21 @@ ngx_http_media_events_advance(ngx_http_media_events_t *e)
 }
 
 
+/*
+ * Sends events seq .. seq + n - 1 as one batch whose id is seq; an ACK of
+ * that id frees them all.
+ */
 static ngx_int_t
-ngx_http_media_events_send(ngx_http_media_events_t *e,
-    ngx_http_media_event_slot_t *s)
+ngx_http_media_events_send(ngx_http_media_events_t *e, uint64_t seq,
+    ngx_uint_t n)
 {
-    u_char  id[8];
-    int     i;
+    u_char                        id[8];
+    int                           i;
+    ngx_uint_t                    k, last;
+    ngx_http_media_event_slot_t  *s;
 
     for (i = 0; i < 8; i++) {
-        id[i] = (u_char) (s->seq >> (56 - 8 * i));
+        id[i] = (u_char) (seq >> (56 - 8 * i));
     }
 
     if (zmq_send(e->sock, "EVENTS", 6, ZMQ_SNDMORE|ZMQ_DONTWAIT) != 6) {
@@ -195,13 +205,88 @@ ngx_http_media_events_send(ngx_http_media_events_t *e,
 
     /* once the first frame is queued the rest of the message follows */
 
-    if (zmq_send(e->sock, id, 8, ZMQ_SNDMORE) != 8
-        || zmq_send(e->sock, s->data, s->len, 0) != (int) s->len)
-    {
+    if (zmq_send(e->sock, id, 8, ZMQ_SNDMORE) != 8) {
         return NGX_ERROR;
     }
 
+    last = 0;
+    for (k = n; k > 0; k--) {
+        if (e->ring[(seq + k - 1) % e->size].data != NULL) {
+            last = k - 1;
+            break;
+        }
+    }
+
+    for (k = 0; k <= last; k++) {
+        s = &e->ring[(seq + k) % e->size];
+
+        if (s->data == NULL) {
+            continue;
+        }
+
+        if (zmq_send(e->sock, s->data, s->len, k < last ? ZMQ_SNDMORE : 0)
+            != (int) s->len)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    e->ring[seq % e->size].batch_n = n;
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_media_events_flush(ngx_http_media_events_t *e)
+{
+    ngx_uint_t                    n, k;
+    ngx_http_media_event_slot_t  *s;
+
+    while (e->unsent < e->tail) {
+        n = ngx_min(e->tail - e->unsent, NGX_HTTP_MEDIA_BATCH_MAX);
+
+        if (ngx_http_media_events_send(e, e->unsent, n) != NGX_OK) {
+            /* the ZeroMQ queue is full: the next tick tries again */
+            return;
+        }
+
+        for (k = 0; k < n; k++) {
+            s = &e->ring[(e->unsent + k) % e->size];
+            s->resend_at = ngx_current_msec + e->mcf->analytics_resend;
+        }
+
+        e->unsent += n;
+    }
+}
+
+
+static void
+ngx_http_media_events_release(ngx_http_media_events_t *e, uint64_t seq,
+    ngx_uint_t n, ngx_uint_t rejected)
+{
+    ngx_uint_t                    k;
+    ngx_http_media_event_slot_t  *s;
+
+    for (k = 0; k < n && seq + k < e->tail; k++) {
+        s = &e->ring[(seq + k) % e->size];
+
+        if (s->data == NULL || s->seq != seq + k) {
+            continue;
+        }
+
+        if (rejected) {
+            ngx_log_error(NGX_LOG_ERR, e->log, 0,
+                          "media: analytics rejected event %uL: %*s",
+                          s->seq, (int) s->len, s->data);
+            ngx_http_media_metric_add(e->mcf, events_dropped, 1);
+
+        } else {
+            ngx_http_media_metric_add(e->mcf, events_acked, 1);
+        }
+
+        ngx_http_media_events_free(e, s);
+    }
 }
 
 
@@ -249,24 +334,21 @@ ngx_http_media_events_drain(ngx_http_media_events_t *e)
 
         s = &e->ring[seq % e->size];
 
-        if (s->data == NULL || s->seq != seq) {
+        if (s->seq != seq) {
             continue;
         }
 
-        if (ngx_strncmp(cmd, "ACK", 3) == 0) {
-            ngx_http_media_metric_add(e->mcf, events_acked, 1);
-
-        } else if (ngx_strncmp(cmd, "NAK", 3) == 0) {
+        if (ngx_strncmp(cmd, "NAK", 3) == 0) {
             ngx_log_error(NGX_LOG_ERR, e->log, 0,
-                          "media: analytics rejected event %uL: %*s",
-                          seq, (int) s->len, s->data);
-            ngx_http_media_metric_add(e->mcf, events_dropped, 1);
+                          "media: analytics rejected a batch of %ui events "
+                          "from %uL", s->batch_n, seq);
 
-        } else {
+        } else if (ngx_strncmp(cmd, "ACK", 3) != 0) {
             continue;
         }
 
-        ngx_http_media_events_free(e, s);
+        ngx_http_media_events_release(e, seq, s->batch_n,
+                                      ngx_strncmp(cmd, "NAK", 3) == 0);
     }
 
     ngx_http_media_events_advance(e);
@@ -284,7 +366,7 @@ ngx_http_media_events_resend(ngx_http_media_events_t *e)
 
     /* events were queued in seq order, so the oldest come due first */
 
-    for (e->scan = e->head; e->scan < e->tail; e->scan++) {
+    for (e->scan = e->head; e->scan < e->unsent; e->scan++) {
 
         s = &e->ring[e->scan % e->size];
 
@@ -303,7 +385,7 @@ ngx_http_media_events_resend(ngx_http_media_events_t *e)
             break;
         }
 
-        if (ngx_http_media_events_send(e, s) != NGX_OK) {
+        if (ngx_http_media_events_send(e, s->seq, 1) != NGX_OK) {
             break;
         }
 
@@ -323,6 +405,7 @@ ngx_http_media_events_tick(ngx_event_t *ev)
     ngx_http_media_events_t  *e = &ngx_http_media_ev;
 
     ngx_http_media_events_drain(e);
+    ngx_http_media_events_flush(e);
     ngx_http_media_events_resend(e);
 
     if (ngx_exiting && e->pending == 0) {
@@ -352,6 +435,7 @@ ngx_http_media_events_exit_process(ngx_cycle_t *cycle)
         (void) zmq_poll(&item, 1, 100);
         ngx_time_update();
         ngx_http_media_events_drain(e);
+        ngx_http_media_events_flush(e);
         ngx_http_media_events_resend(e);
     }
 
@@ -472,6 +556,7 @@ ngx_http_media_events_emit(ngx_http_request_t *r,
     s = &e->ring[e->tail % e->size];
     s->seq = e->tail++;
     s->tries = 0;
+    s->batch_n = 0;
     s->data = mm_buf_steal(&b, &s->len);
     s->resend_at = ngx_current_msec + e->mcf->analytics_resend;
     e->pending++;
@@ -479,10 +564,7 @@ ngx_http_media_events_emit(ngx_http_request_t *r,
     ngx_http_media_metric_add(e->mcf, events_emitted, 1);
     e->mcf->metrics->events_pending[e->slot] = e->pending;
 
-    if (ngx_http_media_events_send(e, s) != NGX_OK) {
-        /* the timer resends it */
-        s->resend_at = ngx_current_msec;
-    }
+    /* the next tick sends it with the others */
 }
 
 
