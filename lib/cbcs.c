@@ -29,6 +29,7 @@
 
 #define MM_CBCS_MAX_SAMPLES     (1u << 20)      /* per call */
 #define MM_CBCS_MAX_DEPTH       8               /* nested boxes we rebuild */
+#define MM_CBCS_EVP_BLOCKS      (1u << 24)      /* 256 MiB per EVP call */
 /* a 'saiz' entry is one byte: 2 + 6 * 42 = 254 */
 #define MM_CBCS_MAX_SUBSAMPLES  42
 
@@ -1290,7 +1291,9 @@ mm_cbcs_trun(mm_cbcs_job_t *job, const mm_mp4_box_t *box,
         if (size > 0) {
             top = mm_cbcs_top_at(job, (uint64_t) pos);
 
+            /* in the payload: the box header must stay as it is */
             if (top == NULL || top->kind != MM_CBCS_TOP_COPY
+                || (uint64_t) pos < top->old_off + top->box.header
                 || size > top->old_off + top->box.size - (uint64_t) pos)
             {
                 return mm_cbcs_fail(t, MM_EBADDATA,
@@ -1848,7 +1851,7 @@ mm_cbcs_crypt(mm_cbcs_track_t *t, uint8_t *p, size_t len,
     const uint8_t *iv)
 {
     int       outl;
-    size_t    blocks, i, n, crypt, skip;
+    size_t    blocks, i, n, k, crypt, skip;
 
     blocks = len / 16;
 
@@ -1872,14 +1875,22 @@ mm_cbcs_crypt(mm_cbcs_track_t *t, uint8_t *p, size_t len,
 
     EVP_CIPHER_CTX_set_padding(t->evp, 0);
 
-    for (i = 0; i < blocks; i += n + skip) {
+    for (i = 0; i < blocks; i += skip) {
         n = blocks - i < crypt ? blocks - i : crypt;
 
-        if (!EVP_CipherUpdate(t->evp, p + 16 * i, &outl, p + 16 * i,
-                              (int) (16 * n))
-            || (size_t) outl != 16 * n)
-        {
-            return mm_cbcs_fail(t, MM_ENOMEM, "EVP_CipherUpdate failed");
+        /* EVP takes an int length; the chain carries over between calls */
+        while (n > 0) {
+            k = n < MM_CBCS_EVP_BLOCKS ? n : MM_CBCS_EVP_BLOCKS;
+
+            if (!EVP_CipherUpdate(t->evp, p + 16 * i, &outl, p + 16 * i,
+                                  (int) (16 * k))
+                || (size_t) outl != 16 * k)
+            {
+                return mm_cbcs_fail(t, MM_ENOMEM, "EVP_CipherUpdate failed");
+            }
+
+            i += k;
+            n -= k;
         }
     }
 

@@ -787,7 +787,7 @@ build_init(mm_buf_t *b, uint32_t format)
         mm_mp4_put8(b, 0);
         mm_mp4_put8(b, 1);                          /* data ref index */
         mm_mp4_put16(b, 2);                         /* (shifted; ignored) */
-        mm_mp4_put32(b, 48000 << 16);
+        mm_mp4_put32(b, 48000u << 16);
         box = mm_mp4_full_open(b, MM_FOURCC('e', 's', 'd', 's'), 0, 0);
         mm_mp4_put32(b, 0x03808080);
         mm_mp4_box_close(b, box);
@@ -1442,6 +1442,10 @@ test_errors(void)
           mm_put_be32(find_box(&x, "trun") + 12, 0x80000000)), MM_EBADDATA);
     EDIT("trun data_offset into the moof",
          mm_put_be32(find_box(&x, "trun") + 16, 8), MM_EBADDATA);
+    EDIT("trun data_offset at the mdat header (found by the fuzzer)",
+         mm_put_be32(find_box(&x, "trun") + 16,
+                     mm_get_be32(find_box(&x, "trun") + 16) - 8),
+         MM_EBADDATA);
     EDIT("trun data_offset negative",
          mm_put_be32(find_box(&x, "trun") + 16, 0x80000000), MM_EBADDATA);
     EDIT("sample past the end of mdat",
