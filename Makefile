@@ -57,7 +57,7 @@ $(eval $(call flavour,ASAN,$(BUILD)/asan,$(SAN)))
 MODULE := $(BUILD)/nginx/objs/ngx_http_media_module.so
 
 .PHONY: all lib module daemons units deps run start stop status test \
-        unit integration bench clean distclean image-check
+        unit integration fuzz bench clean distclean image-check web
 
 all: lib daemons module units
 
@@ -66,9 +66,17 @@ daemons: $(PLAIN_BINS)
 units: $(PLAIN_UNITS) $(ASAN_UNITS)
 module: $(MODULE)
 
+# configure lists the module's .c files: a file added or removed means
+# configuring again (this stamp changes only when the list does)
+MOD_LIST   := $(BUILD)/module-sources
+MOD_FILES  := $(sort $(wildcard ngx_media_module/*.c))
+$(shell mkdir -p $(BUILD) && { echo '$(MOD_FILES)' | cmp -s - $(MOD_LIST) \
+          || echo '$(MOD_FILES)' >$(MOD_LIST); })
+
 # nginx-dev ships Debian's configured source tree and its configure flags;
 # the module is built --with-compat so it loads into the stock binary.
-$(BUILD)/nginx/.configured: ngx_media_module/config $(NGINX_SRC)/conf_flags
+$(BUILD)/nginx/.configured: ngx_media_module/config $(NGINX_SRC)/conf_flags \
+		$(MOD_LIST)
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD)/nginx
 	cp -a $(NGINX_SRC)/. $(BUILD)/nginx/
 	cd $(BUILD)/nginx && . ./conf_flags && \
@@ -86,9 +94,16 @@ $(MODULE): $(BUILD)/nginx/.configured $(MOD_SRC) $(PLAIN_LIBA) $(wildcard lib/*.
 deps:
 	@scripts/media-deps
 
-run: deps all
+# the player's shaka-player and the playback test's playwright-core, pinned in
+# package-lock.json; npm ci again only when package*.json change
+web: node_modules/.package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+run: deps all web
 	scripts/media-stack run
-start: deps all
+start: deps all web
 	scripts/media-stack start
 stop:
 	scripts/media-stack stop
@@ -99,16 +114,35 @@ unit: $(PLAIN_UNITS) $(ASAN_UNITS)
 	prove -v $(PLAIN_UNITS)
 	ASAN_OPTIONS=detect_leaks=1 prove $(ASAN_UNITS)
 
-integration: all $(ASAN_BINS)
+integration: all $(ASAN_BINS) web
 	MEDIA_BIN=$(abspath $(BUILD))/asan/bin prove -v t/
 
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) fuzz
 	$(MAKE) integration
 
 bench: deps all
 	bench/run
+
+# libFuzzer over the MP4 box parser + cbcs encryptor (t/fuzz/README.md)
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+FUZZ      := $(BUILD)/fuzz/fuzz_mp4
+
+fuzz: $(FUZZ)
+	mkdir -p $(BUILD)/fuzz/corpus && cp t/fuzz/corpus/* $(BUILD)/fuzz/corpus/
+	cd $(BUILD)/fuzz && { ./fuzz_mp4 -max_total_time=$(FUZZ_TIME) \
+	    -print_final_stats=1 corpus >fuzz.log 2>&1; rc=$$?; \
+	    tail -15 fuzz.log; exit $$rc; }
+
+$(FUZZ): t/fuzz/fuzz_mp4.c $(LIB_SRC) $(wildcard lib/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE $(WARN) \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -Ilib t/fuzz/fuzz_mp4.c lib/mp4.c lib/h264.c lib/cbcs.c lib/buf.c \
+	    lib/mm.c -lcrypto -o $@
 
 image-check:
 	../shared/tools/image-check
