@@ -51,6 +51,7 @@ $(2)/t/test_%: $(2)/obj/t/unit/test_%.o $$($(1)_LIBA)
 endef
 
 .SECONDEXPANSION:
+.SECONDARY:
 $(eval $(call flavour,PLAIN,$(BUILD),))
 $(eval $(call flavour,ASAN,$(BUILD)/asan,$(SAN)))
 
