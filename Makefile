@@ -126,6 +126,7 @@ test: deps
 
 bench: deps all
 	bench/run
+	bench/archive
 
 # libFuzzer over the MP4 box parser + cbcs encryptor (t/fuzz/README.md)
 FUZZ_CC   ?= clang

@@ -87,6 +87,19 @@ typedef struct {
     ngx_http_media_metrics_t   *metrics;
     ngx_int_t                   request_id_index;
     ngx_int_t                   cache_status_index;
+
+    /* archives (ngx_http_media_archive.c) */
+    time_t                      archive_retention;
+    ngx_str_t                   archive_endpoint;
+    char                        archive_public[MM_CURVE_KEY_LEN + 1];
+    char                        archive_secret[MM_CURVE_KEY_LEN + 1];
+    char                        archive_server[MM_CURVE_KEY_LEN + 1];
+
+    /* the packager's doorbell (ngx_http_media_packaged.c) */
+    ngx_str_t                   packager_endpoint;
+    char                        packager_public[MM_CURVE_KEY_LEN + 1];
+    char                        packager_secret[MM_CURVE_KEY_LEN + 1];
+    char                        packager_server[MM_CURVE_KEY_LEN + 1];
 } ngx_http_media_main_conf_t;
 
 
@@ -94,6 +107,12 @@ typedef struct {
     ngx_http_media_route_e      route;
     ngx_http_complex_value_t   *stream_id;
     ngx_flag_t                  analytics;
+    ngx_http_complex_value_t   *archive_hash;       /* media_archive_get */
+    /* uploads, packaged content (ngx_http_media_upload.c, _packaged.c) */
+    ngx_str_t                   upload_dir;         /* media_upload */
+    ngx_flag_t                  packaging;          /* media_packaging */
+    ngx_uint_t                  protect;            /* media_protect */
+    ngx_http_complex_value_t   *protect_prefix;
 } ngx_http_media_loc_conf_t;
 
 
@@ -167,12 +186,51 @@ void ngx_http_media_db_thread_exit(void);
 
 /* ngx_http_media_api.c */
 ngx_int_t ngx_http_media_api_handler(ngx_http_request_t *r);
+void ngx_http_media_api_fail(ngx_http_media_job_t *job, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ngx_http_media_archive.c */
+void ngx_http_media_archive_create(ngx_http_media_job_t *job,
+    const char *body, size_t body_len, int64_t token_id);
+void ngx_http_media_archive_status(ngx_http_media_job_t *job,
+    const char *hash, int64_t token_id, ngx_uint_t admin, const char *base);
+ngx_int_t ngx_http_media_archive_access(ngx_http_request_t *r);
+void ngx_http_media_archive_exit_process(ngx_cycle_t *cycle);
+char *ngx_http_media_archive_doorbell(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_media_archive_get(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_media_stream.c */
 ngx_int_t ngx_http_media_stream_access(ngx_http_request_t *r);
 ngx_http_media_stream_ctx_t *ngx_http_media_stream_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_media_stream_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_media_bearer(ngx_http_request_t *r, ngx_str_t *token);
+
+/* ngx_http_media_upload.c */
+char *ngx_http_media_upload_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_media_upload_init(ngx_conf_t *cf);
+
+/* ngx_http_media_packaged.c */
+#define NGX_HTTP_MEDIA_PROTECT_OFF              0
+#define NGX_HTTP_MEDIA_PROTECT_TOKEN            1
+#define NGX_HTTP_MEDIA_PROTECT_SIGNED           2
+#define NGX_HTTP_MEDIA_PROTECT_TOKEN_OR_SIGNED  3
+
+char *ngx_http_media_packaging_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_media_protect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_media_packaged_merge(ngx_conf_t *cf,
+    ngx_http_media_loc_conf_t *prev, ngx_http_media_loc_conf_t *conf);
+ngx_int_t ngx_http_media_packaged_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_media_packaged_init_process(ngx_cycle_t *cycle);
+char *ngx_http_media_packager_doorbell(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_media_packager_ring(ngx_http_media_main_conf_t *mcf,
+    const char *what);
 
 /* ngx_http_media_events.c */
 ngx_int_t ngx_http_media_events_init_process(ngx_cycle_t *cycle);

@@ -9,6 +9,7 @@
  */
 
 #include "ngx_http_media.h"
+#include "archive.h"
 #include "url.h"
 
 
@@ -24,7 +25,10 @@ typedef enum {
     NGX_HTTP_MEDIA_API_PRIVATE,             /* /api/episodes/{id}/private */
     NGX_HTTP_MEDIA_API_SIGN,                /* /api/episodes/{id}/signed-url */
     NGX_HTTP_MEDIA_API_EVENTS,              /* /api/analytics/events */
-    NGX_HTTP_MEDIA_API_STATS                /* /api/analytics/episodes/{id} */
+    NGX_HTTP_MEDIA_API_STATS,               /* /api/analytics/episodes/{id} */
+    /* archives: ngx_http_media_archive.c */
+    NGX_HTTP_MEDIA_API_ARCHIVE_CREATE,      /* /api/archive/create */
+    NGX_HTTP_MEDIA_API_ARCHIVE_STATUS       /* /api/archive/status/{hash} */
 } ngx_http_media_api_route_e;
 
 
@@ -32,6 +36,7 @@ typedef struct {
     ngx_http_media_api_route_e   route;
     ngx_uint_t                   method;
     int64_t                      id;
+    char                         hash[MM_ARCHIVE_HASH_LEN + 1];
     char                        *body;
     size_t                       body_len;
     char                        *args;          /* query string, NUL-term */
@@ -49,6 +54,7 @@ typedef struct {
     const char                  *suffix;        /* after /{id}, or NULL */
     ngx_http_media_api_route_e   route;
     ngx_uint_t                   methods;
+    ngx_uint_t                   hash;          /* {hash}, not {id} */
 } ngx_http_media_api_route_t;
 
 
@@ -56,12 +62,10 @@ static void ngx_http_media_api_body(ngx_http_request_t *r);
 static void ngx_http_media_api_run(ngx_http_media_job_t *job);
 static void ngx_http_media_api_done(ngx_http_request_t *r,
     ngx_http_media_job_t *job);
-static void ngx_http_media_api_fail(ngx_http_media_job_t *job,
-    ngx_uint_t status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 
-#define R(p, s, route, m)  { p, sizeof(p) - 1, s, route, m }
+#define R(p, s, route, m)  { p, sizeof(p) - 1, s, route, m, 0 }
+#define H(p, s, route, m)  { p, sizeof(p) - 1, s, route, m, 1 }
 
 static ngx_http_media_api_route_t  ngx_http_media_api_routes[] = {
     R("/api/tokens", NULL, NGX_HTTP_MEDIA_API_TOKENS,
@@ -78,9 +82,14 @@ static ngx_http_media_api_route_t  ngx_http_media_api_routes[] = {
       NGX_HTTP_POST),
     R("/api/analytics/episodes/", "", NGX_HTTP_MEDIA_API_STATS,
       NGX_HTTP_GET),
+    R("/api/archive/create", NULL, NGX_HTTP_MEDIA_API_ARCHIVE_CREATE,
+      NGX_HTTP_POST),
+    H("/api/archive/status/", "", NGX_HTTP_MEDIA_API_ARCHIVE_STATUS,
+      NGX_HTTP_GET),
 };
 
 #undef R
+#undef H
 
 
 /* --- event loop side --- */
@@ -115,6 +124,19 @@ ngx_http_media_api_route(ngx_http_request_t *r, ngx_http_media_api_t *api,
             if (p != end) {
                 continue;
             }
+
+        } else if (rt->hash) {
+            if ((size_t) (end - p) != MM_ARCHIVE_HASH_LEN
+                                      + ngx_strlen(rt->suffix)
+                || !mm_archive_hash_valid((char *) p, MM_ARCHIVE_HASH_LEN)
+                || ngx_strncmp(p + MM_ARCHIVE_HASH_LEN, rt->suffix,
+                               ngx_strlen(rt->suffix)) != 0)
+            {
+                continue;
+            }
+
+            ngx_memcpy(api->hash, p, MM_ARCHIVE_HASH_LEN);
+            api->hash[MM_ARCHIVE_HASH_LEN] = '\0';
 
         } else {
             for (d = p; d < end && *d >= '0' && *d <= '9'; d++) { /* void */ }
@@ -390,7 +412,7 @@ ngx_http_media_api_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
 /* --- pool-thread side --- */
 
 
-static void
+void
 ngx_http_media_api_fail(ngx_http_media_job_t *job, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
@@ -1383,6 +1405,10 @@ ngx_http_media_api_run(ngx_http_media_job_t *job)
         need = ADMIN|SERVICE;
         break;
 
+    case NGX_HTTP_MEDIA_API_ARCHIVE_CREATE:
+        need = ADMIN|USER;
+        break;
+
     default:
         need = ADMIN|USER|SERVICE;
         break;
@@ -1440,6 +1466,17 @@ ngx_http_media_api_run(ngx_http_media_job_t *job)
 
     case NGX_HTTP_MEDIA_API_STATS:
         ngx_http_media_api_stats(job);
+        break;
+
+    case NGX_HTTP_MEDIA_API_ARCHIVE_CREATE:
+        ngx_http_media_archive_create(job, api->body, api->body_len,
+                                      api->token_id);
+        break;
+
+    case NGX_HTTP_MEDIA_API_ARCHIVE_STATUS:
+        ngx_http_media_archive_status(job, api->hash, api->token_id,
+                                      api->role == NGX_HTTP_MEDIA_ROLE_ADMIN,
+                                      api->base);
         break;
     }
 }

@@ -5,6 +5,8 @@
 
 #include "ngx_http_media.h"
 
+#include <dlfcn.h>
+
 
 static ngx_int_t ngx_http_media_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_media_postconfiguration(ngx_conf_t *cf);
@@ -19,6 +21,8 @@ static char *ngx_http_media_analytics_keys(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_media_content(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_media_health_daemons(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_media_stream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_media_log_handler(ngx_http_request_t *r);
@@ -100,7 +104,7 @@ static ngx_command_t  ngx_http_media_commands[] = {
 
     { ngx_string("media_health_daemons"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_media_health_daemons,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_media_main_conf_t, health_daemons),
       NULL },
@@ -138,6 +142,58 @@ static ngx_command_t  ngx_http_media_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_media_loc_conf_t, analytics),
+      NULL },
+
+    { ngx_string("media_upload"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_media_upload_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("media_packaging"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_media_packaging_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("media_protect"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF
+                        |NGX_CONF_TAKE12,
+      ngx_http_media_protect_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("media_packager_doorbell"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_http_media_packager_doorbell,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* archives: ngx_http_media_archive.c */
+
+    { ngx_string("media_archive_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_media_main_conf_t, archive_retention),
+      NULL },
+
+    { ngx_string("media_archive_doorbell"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_http_media_archive_doorbell,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("media_archive_get"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_media_archive_get,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -200,12 +256,25 @@ ngx_http_media_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_media_stream_access;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_media_archive_access;
+
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
     *h = ngx_http_media_log_handler;
+
+    if (ngx_http_media_upload_init(cf) != NGX_OK
+        || ngx_http_media_packaged_init(cf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -237,6 +306,7 @@ ngx_http_media_create_main_conf(ngx_conf_t *cf)
     mcf->analytics_buffer = NGX_CONF_UNSET_UINT;
     mcf->analytics_resend = NGX_CONF_UNSET_MSEC;
     mcf->health_daemons = NGX_CONF_UNSET_PTR;
+    mcf->archive_retention = NGX_CONF_UNSET;
 
     return mcf;
 }
@@ -256,6 +326,14 @@ ngx_http_media_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(mcf->analytics_buffer, 65536);
     ngx_conf_init_msec_value(mcf->analytics_resend, 1000);
     ngx_conf_init_ptr_value(mcf->health_daemons, NULL);
+    ngx_conf_init_value(mcf->archive_retention, 7 * 86400);
+
+    if (mcf->archive_retention <= 0 || mcf->archive_retention > 0x7fffffff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"media_archive_retention\" must be at least 1s "
+                           "and below 68 years");
+        return NGX_CONF_ERROR;
+    }
 
     if (mcf->sign_max_ttl <= 0 || mcf->sign_max_ttl > 3600) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -315,6 +393,7 @@ ngx_http_media_create_loc_conf(ngx_conf_t *cf)
      */
 
     lcf->analytics = NGX_CONF_UNSET;
+    lcf->protect = NGX_CONF_UNSET_UINT;
 
     return lcf;
 }
@@ -327,6 +406,10 @@ ngx_http_media_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_media_loc_conf_t  *conf = child;
 
     ngx_conf_merge_value(conf->analytics, prev->analytics, 0);
+
+    if (ngx_http_media_packaged_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /* route and stream_id belong to the location that names them */
 
@@ -458,6 +541,38 @@ ngx_http_media_analytics_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* every name of "media_health_daemons a b c;" (the stock slot keeps one) */
+static char *
+ngx_http_media_health_daemons(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_media_main_conf_t  *mcf = conf;
+
+    ngx_str_t   *value, *s;
+    ngx_uint_t   i;
+
+    if (mcf->health_daemons == NGX_CONF_UNSET_PTR) {
+        mcf->health_daemons = ngx_array_create(cf->pool, 4,
+                                               sizeof(ngx_str_t));
+        if (mcf->health_daemons == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        s = ngx_array_push(mcf->health_daemons);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_media_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -561,9 +676,41 @@ ngx_http_media_log_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * A worker that exits destroys its cycle pool, which dlclose()s this
+ * module -- and libzmq, loaded only for it -- while ZeroMQ's I/O and
+ * reaper threads of contexts still alive would run on: they crash in
+ * unmapped code (signal 11 at exit). Keep the module loaded in workers.
+ */
+static void
+ngx_http_media_pin(ngx_cycle_t *cycle)
+{
+    Dl_info      info;
+    const char  *err;
+
+    if (dladdr((void *) ngx_http_media_pin, &info) == 0
+        || info.dli_fname == NULL
+        || dlopen(info.dli_fname, RTLD_NOW|RTLD_NOLOAD|RTLD_NODELETE) == NULL)
+    {
+        err = dlerror();
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "media: cannot keep the module loaded: %s",
+                      err ? err : "not found");
+    }
+}
+
+
 static ngx_int_t
 ngx_http_media_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_process == NGX_PROCESS_WORKER) {
+        ngx_http_media_pin(cycle);
+    }
+
+    if (ngx_http_media_packaged_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_media_events_init_process(cycle);
 }
 
@@ -571,6 +718,7 @@ ngx_http_media_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_media_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_media_archive_exit_process(cycle);
     ngx_http_media_events_exit_process(cycle);
 }
 

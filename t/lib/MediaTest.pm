@@ -194,10 +194,13 @@ sub stop {
     return $self->_stack('stop', "$self->{var}.start.log");
 }
 
-# stop, then start again on the same MEDIA_VAR (database, keys and token kept)
+# stop, then start again on the same MEDIA_VAR (database, keys and token
+# kept); env => { MEDIA_X => ... } changes settings for this and later starts
 sub restart {
-    my ($self) = @_;
+    my ($self, %opt) = @_;
     $self->stop;
+    $self->{opt}{env} = { %{ $self->{opt}{env} || {} }, %{ $opt{env} } }
+        if $opt{env};
     return $self->_launch;
 }
 
@@ -383,7 +386,8 @@ sub _cleanup {
             _log("---- $v (stack of a failing test), log tails:");
             _log("$_:\n" . _tail("$v/log/$_", 15))
                 for grep { -e "$v/log/$_" } qw(launcher.log nginx-error.log
-                                               analytics.log postgresql.log);
+                                               analytics.log archiver.log
+                                               notifier.log postgresql.log);
         }
         $s->stop;
     }
