@@ -127,6 +127,8 @@ test: deps
 bench: deps all
 	bench/run
 	bench/archive
+	bench/upload
+	bench/package
 
 # libFuzzer over the MP4 box parser + cbcs encryptor (t/fuzz/README.md)
 FUZZ_CC   ?= clang

@@ -13,6 +13,7 @@
 
 static void ngx_http_media_job_thread(void *data, ngx_log_t *log);
 static void ngx_http_media_job_event(ngx_event_t *ev);
+static void ngx_http_media_job_cleanup(void *data);
 
 
 static __thread PGconn  *ngx_http_media_pg;
@@ -21,15 +22,28 @@ static __thread PGconn  *ngx_http_media_pg;
 ngx_int_t
 ngx_http_media_job_post(ngx_http_request_t *r, ngx_http_media_job_t *job)
 {
-    ngx_thread_task_t  *task;
+    ngx_thread_task_t   *task;
+    ngx_pool_cleanup_t  *cln;
 
     task = ngx_thread_task_alloc(r->pool, 0);
     if (task == NULL) {
         return NGX_ERROR;
     }
 
+    /*
+     * job->out is freed with the request: done() may finalize it, and the
+     * job itself lives in r->pool, so nothing may touch the job after done()
+     */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
     job->request = r;
     mm_buf_init(&job->out);
+
+    cln->handler = ngx_http_media_job_cleanup;
+    cln->data = job;
 
     task->ctx = job;
     task->handler = ngx_http_media_job_thread;
@@ -86,11 +100,19 @@ ngx_http_media_job_event(ngx_event_t *ev)
         ngx_http_media_metric_add(job->mcf, db_jobs_failed, 1);
     }
 
+    /* done() may free r and the job with it */
     job->done(r, job);
 
-    mm_buf_free(&job->out);
-
     ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_media_job_cleanup(void *data)
+{
+    ngx_http_media_job_t  *job = data;
+
+    mm_buf_free(&job->out);
 }
 
 
