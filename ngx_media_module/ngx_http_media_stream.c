@@ -459,7 +459,7 @@ static void
 ngx_http_media_origin_resolve(ngx_http_media_job_t *job,
     ngx_http_media_lookup_t *lk, const char *src)
 {
-    int               rc;
+    int               rc, v6;
     char              err[256], addr[INET6_ADDRSTRLEN], port[16];
     size_t            n;
     mm_url_t          u;
@@ -503,6 +503,8 @@ ngx_http_media_origin_resolve(ngx_http_media_job_t *job,
         return;
     }
 
+    v6 = (pick->ai_family == AF_INET6);
+
     freeaddrinfo(res);
 
     port[0] = '\0';
@@ -518,8 +520,7 @@ ngx_http_media_origin_resolve(ngx_http_media_job_t *job,
 
     lk->url_len = snprintf(lk->url, n, "%s://%s%s%s:%u%s",
                            u.https ? "https" : "http",
-                           pick->ai_family == AF_INET6 ? "[" : "", addr,
-                           pick->ai_family == AF_INET6 ? "]" : "", u.port,
+                           v6 ? "[" : "", addr, v6 ? "]" : "", u.port,
                            u.path[0] == '/' ? u.path : "/");
 
     lk->host_len = snprintf(lk->url + lk->url_len + 1, n - lk->url_len - 1,
