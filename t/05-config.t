@@ -36,7 +36,7 @@ sub nginx_t {
     open my $fh, '>', $f or die;
     print $fh $c;
     close $fh;
-    my $out = `/usr/sbin/nginx -t -q -c $f -p ${\ $s->var}/nginx/ 2>&1`;
+    my $out = `${\ $s->nginx_cmd} -t -q -c $f -p ${\ $s->var}/nginx/ 2>&1`;
     isnt($? >> 8, 0, "nginx -t fails: $name");
     like($out, $expect, "  and says why: $name") or diag $out;
 }

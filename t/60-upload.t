@@ -748,7 +748,7 @@ sub nginx_t {
     $edit->($c) or die "nginx_t: the edit for '$name' matched nothing";
     my $f = "$var/conf/broken.conf";
     spew($f, $c);
-    my $out = `/usr/sbin/nginx -t -q -c $f -p $var/nginx/ 2>&1`;
+    my $out = `${\ $s->nginx_cmd} -t -q -c $f -p $var/nginx/ 2>&1`;
     isnt($? >> 8, 0, "nginx -t fails: $name");
     like($out, $expect, "  and says why: $name") or diag $out;
 }

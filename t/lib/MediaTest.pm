@@ -217,6 +217,18 @@ sub var           { $_[0]{var} }
 sub url           { my ($self, $path) = @_; "http://127.0.0.1:$self->{port}" . ($path // '/') }
 sub log_path      { my ($self, $name) = @_; "$self->{var}/log/$name" }
 
+# the nginx the stack runs, as a shell command prefix for `nginx -t` in
+# tests: with MEDIA_NGINX_PRELOAD (the ASan module) the sanitizer runtime is
+# preloaded, as media-stack does, and its reports land in log/asan.<pid>
+sub nginx_cmd {
+    my ($self) = @_;
+    my $pre = $ENV{MEDIA_NGINX_PRELOAD} or return '/usr/sbin/nginx';
+    return "env LD_PRELOAD='$pre'"
+         . " ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$self->{var}/log/asan"
+         . " UBSAN_OPTIONS=print_stacktrace=1:log_path=$self->{var}/log/asan"
+         . " /usr/sbin/nginx";
+}
+
 sub admin_token {
     my ($self) = @_;
     unless ($self->{token}) {
@@ -296,11 +308,25 @@ sub psql {
            split /\x1e/, $out, -1;
 }
 
-# the nginx error log's [alert], [crit] and [emerg] lines
+# the nginx error log's [alert], [crit] and [emerg] lines, and every line of
+# a sanitizer report of nginx (MEDIA_NGINX_PRELOAD: log/asan.<pid>)
 sub error_log_clean {
     my ($self) = @_;
     my $log = _slurp("$self->{var}/log/nginx-error.log") // '';
-    return grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $log;
+    return (grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $log),
+            $self->asan_reports);
+}
+
+# the lines of the sanitizer reports in the stack's log dir, each prefixed
+# with its file's name
+sub asan_reports {
+    my ($self) = @_;
+    my @r;
+    for my $f (sort glob("$self->{var}/log/asan.*")) {
+        my $n = File::Basename::basename($f);
+        push @r, map { "$n: $_" } split /\n/, _slurp($f) // '';
+    }
+    return @r;
 }
 
 sub _pid_of {
@@ -392,6 +418,18 @@ sub _cleanup {
         $s->stop;
     }
     $_->stop for grep { $_ } @ORIGINS;
+    # a sanitizer report of nginx fails the test, whatever it asserted
+    # (the first few in full, then one line per kind)
+    my ($reports, %kinds) = (0);
+    for my $d (@TEMPDIRS) {
+        for my $f (sort glob("$d/log/asan.*")) {
+            my $r = _slurp($f) // '';
+            _log("---- sanitizer report $f:\n$r") if ++$reports <= 3;
+            $kinds{$1}++ while $r =~ /^(SUMMARY: .*)$/mg;
+        }
+    }
+    _log("---- $reports sanitizer report(s) in all:\n"
+         . join('', map { "$kinds{$_} x $_\n" } sort keys %kinds)) if $reports;
     if ($ENV{MEDIA_KEEP}) {
         _log("MEDIA_KEEP: kept $_") for @TEMPDIRS;
     } else {
@@ -401,6 +439,7 @@ sub _cleanup {
         }
     }
     @STACKS = @ORIGINS = @TEMPDIRS = ();
+    return $reports;
 }
 
 # a test killed by prove (or Ctrl-C) still stops its stacks
@@ -411,8 +450,11 @@ for my $sig (qw(INT TERM HUP)) {
 
 END {
     my $exit = $?;
-    local ($?, $@, $!);
-    _cleanup($exit);
+    my $reports = do { local ($?, $@, $!); _cleanup($exit) };
+    if ($reports && !$exit) {
+        _log("MediaTest: $reports sanitizer report(s) of nginx: failing");
+        $? = 1;
+    }
 }
 
 # =============================================================== origin
