@@ -172,6 +172,8 @@ ngx_int_t ngx_http_media_send_error(ngx_http_request_t *r,
 ngx_uint_t ngx_http_media_http_status(mm_status_t st);
 void ngx_http_media_json_error(mm_buf_t *b, const char *code,
     const char *message);
+ngx_int_t ngx_http_media_read_body(ngx_http_request_t *r, char **body,
+    size_t *len);
 
 /* ngx_http_media_db.c */
 ngx_int_t ngx_http_media_job_post(ngx_http_request_t *r,

@@ -201,58 +201,6 @@ ngx_http_media_api_cstr(ngx_http_request_t *r, u_char *p, size_t len)
 }
 
 
-static ngx_int_t
-ngx_http_media_api_read_body(ngx_http_request_t *r, ngx_http_media_api_t *api)
-{
-    u_char       *p;
-    off_t         len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    api->body = "";
-    api->body_len = 0;
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    len = 0;
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    api->body = (char *) p;
-    api->body_len = len;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            /* the body outgrew client_body_buffer_size: read it back */
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-            if (n != b->file_last - b->file_pos) {
-                return NGX_ERROR;
-            }
-            p += n;
-
-        } else {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-        }
-    }
-
-    *p = '\0';
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_media_api_body(ngx_http_request_t *r)
 {
@@ -325,7 +273,7 @@ ngx_http_media_api_body(ngx_http_request_t *r)
 
     mm_token_hash((char *) token.data, token.len, api->token_hash);
 
-    if (ngx_http_media_api_read_body(r, api) != NGX_OK) {
+    if (ngx_http_media_read_body(r, &api->body, &api->body_len) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }

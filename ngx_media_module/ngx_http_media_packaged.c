@@ -616,57 +616,6 @@ ngx_http_media_packaging_handler(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_media_pkg_read_body(ngx_http_request_t *r, ngx_http_media_pkg_t *pk)
-{
-    u_char       *p;
-    off_t         len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    pk->body = "";
-    pk->body_len = 0;
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    len = 0;
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    pk->body = (char *) p;
-    pk->body_len = len;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-            if (n != b->file_last - b->file_pos) {
-                return NGX_ERROR;
-            }
-            p += n;
-
-        } else {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-        }
-    }
-
-    *p = '\0';
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_media_pkg_body(ngx_http_request_t *r)
 {
@@ -806,7 +755,7 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_http_media_pkg_read_body(r, pk) != NGX_OK) {
+    if (ngx_http_media_read_body(r, &pk->body, &pk->body_len) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
