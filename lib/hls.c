@@ -8,6 +8,7 @@
 #include "hls.h"
 
 
+#define MM_HLS_IDENTITY  "identity"
 #define MM_HLS_CLEARKEY  "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"
 #define MM_HLS_COMMON    "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b"
 #define MM_HLS_AUDIO     "audio"
@@ -31,15 +32,28 @@ mm_hls_quoted(mm_buf_t *b, const char *s)
 }
 
 
-/* the EXT-X-KEY (or EXT-X-SESSION-KEY) lines */
+/*
+ * The EXT-X-KEY lines: the license URL as the "identity" key URI (GET: the
+ * 16 raw bytes) and as the ClearKey license (POST: the W3C exchange), then
+ * the common PSSH. EXT-X-SESSION-KEY (session) repeats only the last: a
+ * session key "MUST match any EXT-X-KEY with the same URI" (RFC 8216bis
+ * 4.4.5.2), and two formats share the license URL.
+ */
 static void
-mm_hls_keys(const mm_pres_t *p, const char *tag, mm_buf_t *b)
+mm_hls_keys(const mm_pres_t *p, int session, mm_buf_t *b)
 {
-    if (p->license_url != NULL) {
-        mm_buf_printf(b, "#%s:METHOD=SAMPLE-AES,URI=", tag);
+    size_t       i;
+    const char  *tag;
+
+    static const char  *formats[] = { MM_HLS_IDENTITY, MM_HLS_CLEARKEY };
+
+    tag = session ? "EXT-X-SESSION-KEY" : "EXT-X-KEY";
+
+    for (i = 0; p->license_url != NULL && !session && i < 2; i++) {
+        mm_buf_puts(b, "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=");
         mm_hls_quoted(b, p->license_url);
-        mm_buf_puts(b, ",KEYFORMAT=\"" MM_HLS_CLEARKEY "\","
-                       "KEYFORMATVERSIONS=\"1\"\n");
+        mm_buf_printf(b, ",KEYFORMAT=\"%s\",KEYFORMATVERSIONS=\"1\"\n",
+                      formats[i]);
     }
 
     if (p->pssh != NULL && p->pssh_len > 0) {
@@ -85,7 +99,7 @@ mm_hls_master(const mm_pres_t *p, mm_buf_t *out)
     mm_buf_puts(out, "#EXTM3U\n#EXT-X-VERSION:7\n"
                      "#EXT-X-INDEPENDENT-SEGMENTS\n");
 
-    mm_hls_keys(p, "EXT-X-SESSION-KEY", out);
+    mm_hls_keys(p, 1, out);
 
     audio_peak = 0;
     audio_avg = 0;
@@ -172,7 +186,7 @@ mm_hls_media(const mm_pres_t *p, const mm_rep_t *r, mm_buf_t *out)
                   "#EXT-X-INDEPENDENT-SEGMENTS\n",
                   (unsigned long long) target, r->start_number);
 
-    mm_hls_keys(p, "EXT-X-KEY", out);
+    mm_hls_keys(p, 0, out);
 
     mm_buf_puts(out, "#EXT-X-MAP:URI=");
     mm_hls_quoted(out, r->init);

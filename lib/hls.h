@@ -9,19 +9,25 @@
  *
  * Encryption signalling: fMP4 'cbcs' is METHOD=SAMPLE-AES (RFC 8216bis
  * 4.4.4.4: "fMP4 Media Segments are encrypted using the 'cbcs' scheme of
- * Common Encryption"). The key system is named by KEYFORMAT, one EXT-X-KEY
- * per system, all producing the same key:
+ * Common Encryption"); the IV is the one of the segments' 'tenc', so no IV
+ * attribute. The key system is named by KEYFORMAT, one EXT-X-KEY per
+ * format, all giving the same key:
  *
+ *   KEYFORMAT="identity" (RFC 8216bis 5.1), URI = the license URL, whose
+ *       GET answers the 16-byte key as the format wants, behind the same
+ *       authorisation as its W3C ClearKey POST. The spec's one format
+ *       for a plain key, and the one shaka-player (the built-in player)
+ *       maps to ClearKey EME: it takes the KID from the init segment's
+ *       'tenc' (HLS has no KID attribute for it);
  *   KEYFORMAT="urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e" (DASH-IF
  *       ClearKey), URI = the W3C ClearKey license URL (the MPD's laurl);
  *   KEYFORMAT="urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b" (W3C common
  *       PSSH), URI = data:text/plain;base64,<pssh box> carrying the KID,
  *       the way Widevine is signalled in HLS.
  *
- * KEYFORMAT="identity" is not used: with SAMPLE-AES its URI must return
- * the raw 16-byte key, and the service hands keys out only through the
- * ClearKey license exchange. The KID is also in every init segment's
- * 'tenc'. See docs/packaging.md and docs/multibitrate.md.
+ * The master's EXT-X-SESSION-KEY repeats only the last one: a session key
+ * must match every EXT-X-KEY with its URI (RFC 8216bis 4.4.5.2), and the
+ * first two share theirs. See docs/packaging.md and docs/playback.md.
  */
 
 #ifndef MM_HLS_H

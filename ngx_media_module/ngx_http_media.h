@@ -167,6 +167,8 @@ extern ngx_module_t  ngx_http_media_module;
 /* ngx_http_media_module.c */
 ngx_int_t ngx_http_media_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
+ngx_int_t ngx_http_media_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len);
 ngx_int_t ngx_http_media_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_uint_t ngx_http_media_http_status(mm_status_t st);

@@ -7,6 +7,8 @@
  *     POST /packaged_content         queue a packaging job
  *     GET  /packaged_content/{id}    its state; when done, signed URLs
  *     POST /license/{id}             W3C ClearKey license (+ OPTIONS)
+ *     GET  /license/{id}             the key itself (16 bytes): the HLS
+ *                                    KEYFORMAT="identity" key URI
  *
  * media_protect (access phase): /packaged/{id}/... and /player/{id} need a
  * Bearer token or a signature over the prefix "/packaged/{id}/" (the
@@ -41,7 +43,7 @@ typedef enum {
     NGX_HTTP_MEDIA_PKG_INPUT = 0,           /* GET /input_content/{id} */
     NGX_HTTP_MEDIA_PKG_CREATE,              /* POST /packaged_content */
     NGX_HTTP_MEDIA_PKG_GET,                 /* GET /packaged_content/{id} */
-    NGX_HTTP_MEDIA_PKG_LICENSE              /* POST /license/{id} */
+    NGX_HTTP_MEDIA_PKG_LICENSE              /* POST, GET /license/{id} */
 } ngx_http_media_pkg_route_e;
 
 
@@ -68,6 +70,7 @@ typedef struct {
     time_t                       now;
     unsigned                     has_token:1;
     unsigned                     signed_ok:1;
+    unsigned                     raw_key:1;         /* GET /license/{id} */
 } ngx_http_media_pkg_t;
 
 
@@ -128,7 +131,7 @@ static ngx_http_media_pkg_route_t  ngx_http_media_pkg_routes[] = {
       "POST"),
     R("/packaged_content/", 1, NGX_HTTP_MEDIA_PKG_GET, NGX_HTTP_GET, "GET"),
     R("/license/", 1, NGX_HTTP_MEDIA_PKG_LICENSE,
-      NGX_HTTP_POST|NGX_HTTP_OPTIONS, "POST, OPTIONS"),
+      NGX_HTTP_GET|NGX_HTTP_POST|NGX_HTTP_OPTIONS, "GET, POST, OPTIONS"),
 };
 
 #undef R
@@ -675,6 +678,8 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
         if (r->method & rt->methods) {
             pk->route = rt->route;
             pk->id = id;
+            pk->raw_key = (rt->route == NGX_HTTP_MEDIA_PKG_LICENSE
+                           && r->method == NGX_HTTP_GET);
             break;
         }
     }
@@ -802,6 +807,8 @@ ngx_http_media_pkg_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
     ngx_int_t              rc;
     ngx_http_media_pkg_t  *pk = job->data;
 
+    static ngx_str_t  raw_type = ngx_string("application/octet-stream");
+
     if (job->db_failed) {
         mm_buf_reset(&job->out);
         job->out.failed = 0;
@@ -837,8 +844,14 @@ ngx_http_media_pkg_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
         }
     }
 
-    rc = ngx_http_media_send_json(r, job->status, (u_char *) job->out.data,
-                                  job->out.len);
+    if (pk->raw_key && job->status == NGX_HTTP_OK) {
+        rc = ngx_http_media_send(r, job->status, &raw_type,
+                                 (u_char *) job->out.data, job->out.len);
+
+    } else {
+        rc = ngx_http_media_send_json(r, job->status,
+                                      (u_char *) job->out.data, job->out.len);
+    }
 
     ngx_http_finalize_request(r, rc);
 }
@@ -1372,6 +1385,12 @@ ngx_http_media_pkg_license(ngx_http_media_job_t *job)
     if (st != MM_OK) {
         ngx_http_media_pkg_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                 "internal", "the stored key is malformed");
+        return;
+    }
+
+    if (pk->raw_key) {             /* the HLS "identity" key */
+        job->status = NGX_HTTP_OK;
+        mm_buf_append(&job->out, key, sizeof(key));
         return;
     }
 

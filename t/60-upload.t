@@ -688,7 +688,13 @@ like($r->{headers}{'access-control-allow-methods'} // '', qr/POST/,
 like($r->{headers}{'access-control-allow-headers'} // '', qr/Content-Type/i,
      '  Allow-Headers');
 $r = $s->req(GET => "/license/$done?$q");
-is_json_error($r, 405, 'method_not_allowed', 'GET /license');
+is($r->{status}, 200, 'GET /license: 200 (the HLS "identity" key)');
+is(length $r->{body}, 16, '  16 bytes');
+like($r->{headers}{'content-type'} // '', qr{^application/octet-stream},
+     '  application/octet-stream');
+$r = $s->req(PUT => "/license/$done?$q");
+is_json_error($r, 405, 'method_not_allowed', 'PUT /license');
+is($r->{headers}{allow}, 'GET, POST, OPTIONS', '  Allow: GET, POST, OPTIONS');
 
 # ------------------------------------------------------------ player
 

@@ -6,7 +6,8 @@
  *     a gap, the three ContentProtection elements of docs/packaging.md,
  *     XML escaping of the license URL;
  *   - HLS: EXT-X-TARGETDURATION is the longest EXTINF rounded, one
- *     EXT-X-KEY per key system (METHOD=SAMPLE-AES), EXT-X-MAP, segment
+ *     EXT-X-KEY per key format (METHOD=SAMPLE-AES, "identity" first), the
+ *     master's EXT-X-SESSION-KEY for the PSSH only, EXT-X-MAP, segment
  *     names from the $Number$ template, master BANDWIDTH = video + audio
  *     peak, a ladder gives one STREAM-INF per rendition;
  *   - base64 (RFC 4648 vectors), KID formatting, rejections.
@@ -275,14 +276,32 @@ test_golden(void)
     ok(strstr(b.data, "BANDWIDTH=916030,AVERAGE-BANDWIDTH=912055,"
                       "CODECS=\"avc1.64001e,mp4a.40.2\"") != NULL,
        "BANDWIDTH = video + audio peaks, CODECS of both");
+    ok(count(b.data, "#EXT-X-SESSION-KEY:") == 1
+       && count(b.data, "#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI=\"data:"
+                        "text/plain;base64,AAAANHBzc2gB") == 1
+       && strstr(b.data, "/license/7") == NULL,
+       "one EXT-X-SESSION-KEY, the PSSH: none may share the license URL "
+       "of two EXT-X-KEY formats");
+    ok(strstr(b.data, "#EXT-X-VERSION:7\n") != NULL
+       && strstr(b.data, "#EXT-X-INDEPENDENT-SEGMENTS\n") != NULL,
+       "master: version 7, independent segments");
 
     mm_buf_reset(&b);
     is_int(mm_hls_media(&p, &video, &b), MM_OK, "video playlist written");
     golden("video.m3u8", &b);
     ok(strstr(b.data, "#EXT-X-TARGETDURATION:5\n") != NULL,
        "target duration: 4.8 s rounds to 5");
-    ok(count(b.data, "#EXT-X-KEY:METHOD=SAMPLE-AES,") == 2,
-       "two EXT-X-KEY, SAMPLE-AES (cbcs)");
+    ok(count(b.data, "#EXT-X-KEY:METHOD=SAMPLE-AES,") == 3,
+       "three EXT-X-KEY, SAMPLE-AES (cbcs)");
+    ok(strstr(b.data, "#EXT-X-INDEPENDENT-SEGMENTS\n"
+                      "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"/license/7\","
+                      "KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"\n"
+                      "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"/license/7\","
+                      "KEYFORMAT=\"urn:uuid:e2719d58-a985-b3c9-781a-"
+                      "b030af78d30e\",KEYFORMATVERSIONS=\"1\"\n") != NULL,
+       "\"identity\" (GET: the key) first, then ClearKey (POST: the "
+       "license), both at the license URL");
+    ok(strstr(b.data, ",IV=") == NULL, "no IV: the segments' 'tenc' has it");
     ok(strstr(b.data, "#EXT-X-MAP:URI=\"video/init.mp4\"\n") != NULL,
        "EXT-X-MAP names the init segment");
     ok(strstr(b.data, "#EXTINF:2.400000,\nvideo/seg-3.m4s\n#EXT-X-ENDLIST")
@@ -336,13 +355,17 @@ test_timeline(void)
     is_int(mm_hls_media(&p, &video, &b), MM_OK, "playlist");
     ok(strstr(b.data, "URI=\"https://h/license/7?exp=1&sig=%22x%22\"")
        != NULL, "a quote in a quoted-string is percent-encoded");
-    ok(count(b.data, "#EXT-X-KEY:") == 1, "no pssh: one EXT-X-KEY");
+    ok(count(b.data, "#EXT-X-KEY:") == 2
+       && count(b.data, "URI=\"https://h/license/7?exp=1&sig=%22x%22\"")
+          == 2, "no pssh: two EXT-X-KEY, both at the license URL");
 
     mm_buf_reset(&b);
     is_int(mm_hls_master(&p, &b), MM_OK, "master without audio");
     ok(strstr(b.data, "AUDIO=") == NULL && strstr(b.data, "CODECS=\"avc1."
                                                   "64001e\"") != NULL,
        "no audio group, video codecs only");
+    ok(strstr(b.data, "#EXT-X-SESSION-KEY") == NULL,
+       "no pssh: no EXT-X-SESSION-KEY");
 
     mm_buf_free(&b);
 }
