@@ -14,6 +14,12 @@
 #  2. end to end: uploads a generated H.264 (High, B-frames) + AAC 48 kHz
 #     clip, packages it with a key, opens player_url from the stack: same
 #     checks. Skipped (saying why) until the module and packager sides exist.
+#  3. the same upload as HLS: the key URI of EXT-X-KEY KEYFORMAT="identity"
+#     (GET /license/M, the 16 raw bytes, behind the same signature), then
+#     player_url&format=hls, which loads hls_url's master playlist: plays
+#     (same checks, and no MPD fetched); with a wrong key given for the key
+#     URI and the audio taken out of the master playlist, the video decoder
+#     fails.
 #
 # Screenshots are kept in t/tmp/playback-*.png.
 
@@ -382,7 +388,7 @@ sub check_wrong_key {
        "$name: decode error reported ($err)")
         or explain_report($r);
     if ($o{video_only}) {
-        ok($r->{mpdAudioRemoved}, "$name: audio removed from the MPD");
+        ok($r->{audioRemoved}, "$name: audio removed from the manifest");
         # Chromium: "Failed to send video packet for decoding: {...}"
         like($err, qr/video packet/, "$name: the video decoder failed");
     }
@@ -414,6 +420,12 @@ subtest 'reference cbcs media (Bento4) in Chromium' => sub {
        'the media needs the signature');
     is(MediaTest->req(POST => "$base/license/1")->{status}, 403,
        'the licence needs the signature');
+    # nginx logs a request after answering it: wait for the two refusals'
+    # lines, so that they do not land in the browser's part of the log
+    MediaTest::wait_until(sub {
+        my $l = eval { slurp("$n->{dir}/access.log") } // '';
+        $l =~ m{^GET /packaged/1/stream\.mpd 403}m
+            && $l =~ m{^POST /license/1 403}m }, 5);
     my $log_from = -s "$n->{dir}/access.log" // 0;
 
     check_plays('reference', "$base/player/1?$q",
@@ -494,6 +506,60 @@ subtest 'uploaded, packaged and played through the stack' => sub {
                     "$MediaTest::TMP/playback-e2e-video-wrongkey.png",
                     video_only => 1);
     is_deeply([$s->error_log_clean], [], 'no [alert]/[crit]/[emerg]');
+
+    # ------------------------------------------------------------ 3. HLS
+
+    my $hls = $j->{hls_url} // '';
+    my ($hls_path, $sig) = $hls =~ m{^https?://[^/]+(/[^?]*)\?(.*)$};
+    is($hls_path, "/packaged/$m/master.m3u8", "hls_url $hls");
+    $sig //= '';
+    my $media = $s->req(GET => "/packaged/$m/video.m3u8?$sig")->{body};
+    like($media, qr{^#EXT-X-KEY:METHOD=SAMPLE-AES,URI="(/license/$m)",KEYFORMAT="identity",KEYFORMATVERSIONS="1"$}m,
+         'video.m3u8: EXT-X-KEY "identity" at the license URL');
+
+    # the key URI: GET answers the raw key, as strictly as the licence
+    my $key = $s->req(GET => "/license/$m?$sig");
+    is($key->{status}, 200, 'GET /license/M with the signature');
+    is(unpack('H*', $key->{body}), $KEY, 'answers the 16-byte key');
+    is($key->{headers}{'content-type'}, 'application/octet-stream',
+       'as application/octet-stream');
+    is($key->{headers}{'cache-control'}, 'no-store', 'not for caches');
+    is($s->req(GET => "/license/$m")->{status}, 401,
+       'GET /license/M without a signature or token: 401');
+    (my $bad = $sig) =~ s/sig=[^&]*/sig=AAAA/;
+    is($s->req(GET => "/license/$m?$bad")->{status}, 403,
+       'GET /license/M with a bad signature: 403');
+    is($s->req(GET => '/license/' . ($m + 1000) . "?$sig")->{status}, 403,
+       "another content's key with M's signature: 403");
+    is(unpack('H*', $s->req(GET => "/license/$m", token => $tok)->{body}),
+       $KEY, 'GET /license/M with the token');
+
+    my $hp = "$player&format=hls";
+    my $r = check_plays('HLS', $hp, "$MediaTest::TMP/playback-hls.png",
+                        [640, 360]);
+    my $st = $r->{state} || {};
+    is_deeply([ @$st{qw(format manifestType)} ], ['hls', 'HLS'],
+              'HLS: the page loaded an HLS manifest');
+    my @paths = map { $_->{path} } @{ $r->{manifests} || [] };
+    is($paths[0], $hls_path, "HLS: first fetched hls_url's master playlist");
+    ok((grep { $_ eq "/packaged/$m/video.m3u8" } @paths)
+       && (grep { $_ eq "/packaged/$m/audio.m3u8" } @paths)
+       && !grep({ /\.mpd$/ } @paths),
+       'HLS: then the video and audio playlists, no MPD') or diag("@paths");
+    # shaka makes its ClearKey licence of the "identity" key (a data: URI):
+    # the key GET is the one request to /license/, no W3C licence POST
+    my @lic = @{ $r->{license} || [] };
+    ok(($st->{keys} // 0) >= 1 && @lic
+       && !grep({ $_->{method} ne 'GET' || $_->{status} != 200 } @lic),
+       "HLS: the identity key GET from /license/$m, no licence POST "
+       . "($st->{keys} key requests)") or diag($JSON->encode(\@lic));
+
+    $r = check_wrong_key('HLS', $hp,
+                         "$MediaTest::TMP/playback-hls-video-wrongkey.png",
+                         video_only => 1);
+    ok((grep { $_->{method} eq 'GET' } @{ $r->{license} || [] }),
+       'HLS, wrong key: the key URI was what the browser answered');
+    is_deeply([$s->error_log_clean], [], 'HLS: no [alert]/[crit]/[emerg]');
 };
 
 done_testing;

@@ -8,13 +8,23 @@
  * (manifest, segments, licence), so a signed player URL is all it needs.
  * <html data-manifest=".." data-license=".."> override the two URLs.
  *
+ * With &format=hls it plays <origin>/packaged/<M>/master.m3u8 instead (HLS
+ * over the same segments; <html data-hls-manifest=".."> overrides it). The
+ * key then comes from the playlists' EXT-X-KEY KEYFORMAT="identity": shaka
+ * GETs its URI (/license/<M>, the 16-byte key), takes the KID from the init
+ * segment and hands both to the browser's ClearKey CDM.
+ *
  * For tests and the curious, window.playerState holds:
  *   error       null, or a one-line description of the first fatal error
  *   errorCode   the shaka error code (number) or 'media:<n>' or null
  *   time        video.currentTime, updated on every timeupdate
  *   loaded      true once the manifest is loaded and playback can start
+ *   format      'dash' or 'hls' (what the page asked for)
+ *   manifestType  what shaka loaded ('DASH', 'HLS')
  *   keySystem   the EME key system in use ('org.w3.clearkey')
- *   licenses    number of licence requests sent
+ *   licenses    number of licence requests sent (for HLS: the one to the
+ *               data: URI shaka makes of the "identity" key)
+ *   keys        number of key requests sent (HLS "identity" key URIs)
  *   frames      decoded video frames (getVideoPlaybackQuality)
  *   width, height  the decoded picture size
  */
@@ -30,7 +40,9 @@
 
     var state = window.playerState = {
         error: null, errorCode: null, time: 0, loaded: false,
-        keySystem: null, licenses: 0, frames: 0, width: 0, height: 0
+        format: null, manifestType: null,
+        keySystem: null, licenses: 0, keys: 0, frames: 0, width: 0,
+        height: 0
     };
 
     function fail(msg, code) {
@@ -76,22 +88,26 @@
                + (data.length ? ': ' + data.join('; ') : '');
     }
 
-    /* the content id and the URLs */
+    /* the content id, the format and the URLs */
+    var query = new URLSearchParams(location.search);
     var m = location.pathname.match(/\/player\/([^\/]+)\/?$/);
     var id = m ? decodeURIComponent(m[1]) : null;
     var ds = document.documentElement.dataset;
-    var manifestUrl = ds.manifest
+    var hls = query.get('format') === 'hls';
+    var manifestUrl = (hls ? ds.hlsManifest : ds.manifest)
         || (id && location.origin + '/packaged/' + encodeURIComponent(id)
-                  + '/stream.mpd');
+                  + (hls ? '/master.m3u8' : '/stream.mpd'));
     var licenseUrl = ds.license
         || (id && location.origin + '/license/' + encodeURIComponent(id));
 
+    state.format = hls ? 'hls' : 'dash';
+
     if (id) {
-        titleEl.textContent = 'ngx_media player: content ' + id;
+        titleEl.textContent = 'ngx_media player: content ' + id
+                              + (hls ? ' (HLS)' : '');
     }
 
     /* the signature of the page's URL, passed on to every request */
-    var query = new URLSearchParams(location.search);
     var auth = AUTH_ARGS.filter(function (k) { return query.has(k); })
                         .map(function (k) { return [k, query.get(k)]; });
 
@@ -139,8 +155,8 @@
         }
         shaka.polyfill.installAll();
         if (!shaka.Player.isBrowserSupported()) {
-            fail('this browser cannot play DASH with EME (shaka-player says '
-                 + 'it is not supported)');
+            fail('this browser cannot play DASH or HLS with EME '
+                 + '(shaka-player says it is not supported)');
             return;
         }
 
@@ -148,6 +164,8 @@
         window.player = player;
         await player.attach(video);
 
+        /* DASH asks this licence server; for HLS shaka builds the ClearKey
+           licence itself from the "identity" key and does not use it */
         player.configure({
             drm: { servers: { 'org.w3.clearkey': licenseUrl } }
         });
@@ -158,6 +176,8 @@
                 request.uris = request.uris.map(signed);
                 if (type === RT.LICENSE) {
                     state.licenses++;
+                } else if (type === RT.KEY) {
+                    state.keys++;
                 }
             });
 
@@ -183,6 +203,7 @@
             return;
         }
         state.loaded = true;
+        state.manifestType = player.getManifestType();
         var drm = player.drmInfo();
         state.keySystem = drm ? drm.keySystem : null;
         updateStatus(player);

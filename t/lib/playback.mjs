@@ -8,15 +8,20 @@
 // It polls window.playerState (web/player.js) and the <video> element until
 // currentTime >= --min-time, or the page reports an error, or --timeout
 // seconds pass. With --wrong-key every licence request (URL path containing
-// /license/) is answered by the browser itself (page.route) with that key for
-// the key ids asked for, so the content is "decrypted" with the wrong key.
-// With --video-only the browser drops the audio AdaptationSets from every
-// MPD it fetches (page.route), so that a wrong key has to be caught by the
-// video decoder. The screenshot is taken at the end, whatever happened.
+// /license/) is answered by the browser itself (page.route) with that key:
+// a POST (W3C ClearKey licence, DASH) for the key ids asked for, a GET (the
+// HLS KEYFORMAT="identity" key URI) as the 16 raw bytes; so the content is
+// "decrypted" with the wrong key. With --video-only the browser drops the
+// audio from every manifest it fetches (page.route): the audio
+// AdaptationSets of an MPD, the audio EXT-X-MEDIA renditions (and AUDIO=,
+// mp4a CODECS) of an HLS master playlist; so that a wrong key has to be
+// caught by the video decoder. The screenshot is taken at the end, whatever
+// happened.
 //
 // Output: {"ok":bool, "reason":"...", "time":s, "state":{...},
-//          "video":{...}, "license":[{status,url,kids}], "failed":[...],
-//          "console":[...], "frame":{mean,stddev,motion}}
+//          "video":{...}, "license":[{method,status,url,kids}],
+//          "manifests":[{status,path}], "failed":[...], "console":[...],
+//          "frame":{mean,stddev,motion}, "audioRemoved":bool}
 // Exit status: 0 when the result was printed (the caller judges it), 2 when
 // the browser could not be driven at all.
 
@@ -79,7 +84,8 @@ async function frameLuma(page) {
 async function main() {
     const o = args(process.argv);
     const out = { ok: false, reason: '', time: 0, state: null, video: null,
-                  license: [], failed: [], console: [], frame: null };
+                  license: [], manifests: [], failed: [], console: [],
+                  frame: null };
     const browser = await chromium.launch({
         executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
         headless: true,
@@ -102,16 +108,29 @@ async function main() {
             const u = new URL(r.url());
             if (r.status() >= 400) out.failed.push(`${r.request().method()} ${r.url()}: ${r.status()}`);
             if (u.pathname.includes('/license/') && !o.wrongKey)
-                out.license.push({ status: r.status(), url: r.url() });
+                out.license.push({ method: r.request().method(),
+                                   status: r.status(), url: r.url() });
+            if (/\.(mpd|m3u8)$/.test(u.pathname))
+                out.manifests.push({ status: r.status(), path: u.pathname });
         });
 
         if (o.wrongKey) {
             const k = b64url(Buffer.from(o.wrongKey, 'hex'));
             await page.route((u) => u.pathname.includes('/license/'), async (route) => {
+                const method = route.request().method();
+                if (method === 'GET') {
+                    out.license.push({ method, status: 200, url: route.request().url(),
+                                       intercepted: true });
+                    await route.fulfill({
+                        status: 200, contentType: 'application/octet-stream',
+                        body: Buffer.from(o.wrongKey, 'hex'),
+                    });
+                    return;
+                }
                 let kids = [];
                 try { kids = JSON.parse(route.request().postData() || '{}').kids || []; }
                 catch (e) { /* leave empty */ }
-                out.license.push({ status: 200, url: route.request().url(), kids,
+                out.license.push({ method, status: 200, url: route.request().url(), kids,
                                    intercepted: true });
                 await route.fulfill({
                     status: 200, contentType: 'application/json',
@@ -126,8 +145,22 @@ async function main() {
                 const r = await route.fetch();
                 const mpd = (await r.text()).replace(
                     /<AdaptationSet\b[^>]*(contentType|mimeType)="audio[^"]*"[^]*?<\/AdaptationSet>\s*/g, '');
-                out.mpdAudioRemoved = true;
+                out.audioRemoved = true;
                 await route.fulfill({ response: r, body: mpd });
+            });
+            // a master playlist: no audio renditions, variants without
+            // AUDIO= and without the audio codec (media playlists pass)
+            await page.route((u) => u.pathname.endsWith('.m3u8'), async (route) => {
+                const r = await route.fetch();
+                let pl = await r.text();
+                if (/^#EXT-X-STREAM-INF:/m.test(pl)) {
+                    pl = pl.replace(/^#EXT-X-MEDIA:TYPE=AUDIO,.*\n/gm, '')
+                        .replace(/,AUDIO="[^"]*"/g, '')
+                        .replace(/CODECS="([^"]*)"/g, (_, c) => `CODECS="${
+                            c.split(',').filter((x) => !/^mp4a\./.test(x)).join(',')}"`);
+                    out.audioRemoved = true;
+                }
+                await route.fulfill({ response: r, body: pl });
             });
         }
 
