@@ -699,7 +699,9 @@ static ngx_int_t
 ngx_http_media_stream_decide(ngx_http_request_t *r,
     ngx_http_media_stream_ctx_t *ctx)
 {
-    ngx_str_t                    exp, kid, sig, path;
+    u_char                      *p;
+    u_char                       path[sizeof("/stream/") - 1 + NGX_INT64_LEN];
+    ngx_str_t                    exp, kid, sig;
     mm_status_t                  st;
     ngx_http_media_main_conf_t  *mcf;
 
@@ -734,18 +736,15 @@ ngx_http_media_stream_decide(ngx_http_request_t *r,
             ngx_str_null(&kid);
         }
 
-        path.len = sizeof("/stream/") - 1 + ctx->episode_id_text.len;
-        path.data = ngx_pnalloc(r->pool, path.len);
-        if (path.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_sprintf(path.data, "/stream/%V", &ctx->episode_id_text);
+        /* the id is 1-18 digits here (else "not found" above) */
+        p = ngx_cpymem(path, "/stream/", sizeof("/stream/") - 1);
+        p = ngx_cpymem(p, ctx->episode_id_text.data,
+                       ngx_min(ctx->episode_id_text.len, NGX_INT64_LEN));
 
         st = mcf->sign_keys == NULL
              ? MM_EFORGED
              : mm_sign_check(mcf->sign_keys->elts, mcf->sign_keys->nelts,
-                             (char *) path.data, path.len,
+                             (char *) path, p - path,
                              (char *) kid.data, kid.len,
                              (char *) exp.data, exp.len,
                              (char *) sig.data, sig.len,
