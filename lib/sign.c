@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,8 +23,19 @@
 #define MM_SIGN_FILE_MAX        4096
 
 
-static mm_status_t mm_sign_mac(const unsigned char *key, size_t key_len,
-    const void *a, size_t a_len, const void *b, size_t b_len,
+/* HMAC keyed once per key; ctx is re-initialised (same key) under lock */
+struct mm_sign_mac_s {
+    pthread_mutex_t   lock;
+    EVP_MAC_CTX      *ctx;
+};
+
+
+static mm_status_t mm_sign_key_mac(const mm_sign_key_t *key, const void *a,
+    size_t a_len, const void *b, size_t b_len,
+    unsigned char mac[MM_SIGN_MAC_LEN]);
+static EVP_MAC_CTX *mm_sign_mac_new(const unsigned char *key, size_t key_len);
+static int mm_sign_mac_run(EVP_MAC_CTX *ctx, const unsigned char *key,
+    size_t key_len, const void *a, size_t a_len, const void *b, size_t b_len,
     unsigned char mac[MM_SIGN_MAC_LEN]);
 static size_t mm_sign_fmt_exp(int64_t exp, char *buf);
 static int mm_sign_hexval(unsigned char c);
@@ -150,11 +162,47 @@ mm_sign_key_load(mm_sign_key_t *key, const char *kid, const char *path)
 
     OPENSSL_cleanse(text, len);
 
+    if (st == MM_OK) {
+        key->mac = malloc(sizeof(mm_sign_mac_t));
+
+        if (key->mac == NULL) {
+            st = MM_ENOMEM;
+
+        } else {
+            key->mac->ctx = mm_sign_mac_new(key->secret, key->secret_len);
+
+            if (key->mac->ctx == NULL
+                || pthread_mutex_init(&key->mac->lock, NULL) != 0)
+            {
+                EVP_MAC_CTX_free(key->mac->ctx);
+                free(key->mac);
+                st = MM_ENOMEM;
+            }
+        }
+    }
+
     if (st != MM_OK) {
         OPENSSL_cleanse(key, sizeof(*key));
     }
 
     return st;
+}
+
+
+void
+mm_sign_key_free(mm_sign_key_t *key)
+{
+    if (key == NULL) {
+        return;
+    }
+
+    if (key->mac) {
+        pthread_mutex_destroy(&key->mac->lock);
+        EVP_MAC_CTX_free(key->mac->ctx);
+        free(key->mac);
+    }
+
+    OPENSSL_cleanse(key, sizeof(*key));
 }
 
 
@@ -182,8 +230,7 @@ mm_sign_make(const mm_sign_key_t *key, const char *path, size_t path_len,
 
     exp_len = mm_sign_fmt_exp(expires, exp);
 
-    st = mm_sign_mac(key->secret, key->secret_len, path, path_len,
-                     exp, exp_len, mac);
+    st = mm_sign_key_mac(key, path, path_len, exp, exp_len, mac);
     if (st != MM_OK) {
         return st;
     }
@@ -283,8 +330,7 @@ mm_sign_check(const mm_sign_key_t *keys, size_t nkeys,
         return MM_EFORGED;
     }
 
-    st = mm_sign_mac(key->secret, key->secret_len, path, path_len,
-                     exp, exp_len, want);
+    st = mm_sign_key_mac(key, path, path_len, exp, exp_len, want);
     if (st != MM_OK) {
         return st;
     }
@@ -313,7 +359,32 @@ mm_status_t
 mm_sign_hmac_sha256(const unsigned char *key, size_t key_len,
     const void *msg, size_t msg_len, unsigned char mac[MM_SIGN_MAC_LEN])
 {
-    return mm_sign_mac(key, key_len, msg, msg_len, NULL, 0, mac);
+    return mm_sign_mac_run(NULL, key, key_len, msg, msg_len, NULL, 0, mac)
+           ? MM_OK : MM_ENOMEM;
+}
+
+
+/*
+ * mac = HMAC-SHA256(secret, a || "\n" || b): with the key's own context
+ * when no other thread holds it (re-initialising it keeps the key: no
+ * fetch, no key schedule), else keyed from the secret as a one-off.
+ */
+static mm_status_t
+mm_sign_key_mac(const mm_sign_key_t *key, const void *a, size_t a_len,
+    const void *b, size_t b_len, unsigned char mac[MM_SIGN_MAC_LEN])
+{
+    int  ok;
+
+    if (key->mac && pthread_mutex_trylock(&key->mac->lock) == 0) {
+        ok = mm_sign_mac_run(key->mac->ctx, NULL, 0, a, a_len, b, b_len, mac);
+        pthread_mutex_unlock(&key->mac->lock);
+
+    } else {
+        ok = mm_sign_mac_run(NULL, key->secret, key->secret_len, a, a_len,
+                             b, b_len, mac);
+    }
+
+    return ok ? MM_OK : MM_ENOMEM;
 }
 
 
@@ -324,46 +395,78 @@ mm_sign_init(void)
 }
 
 
-/* mac = HMAC-SHA256(key, a || "\n" || b), or of a alone when b is NULL */
-static mm_status_t
-mm_sign_mac(const unsigned char *key, size_t key_len, const void *a,
-    size_t a_len, const void *b, size_t b_len,
-    unsigned char mac[MM_SIGN_MAC_LEN])
+/* a new HMAC-SHA256 context keyed with key, or NULL */
+static EVP_MAC_CTX *
+mm_sign_mac_new(const unsigned char *key, size_t key_len)
 {
-    int            ok;
-    size_t         out_len;
-    OSSL_PARAM     params[2];
-    EVP_MAC_CTX   *ctx;
+    OSSL_PARAM    params[2];
+    EVP_MAC_CTX  *ctx;
 
     static char  digest[] = "SHA256";
 
     pthread_once(&mm_sign_once, mm_sign_init);
 
     if (mm_sign_hmac == NULL) {
-        return MM_ENOMEM;
+        return NULL;
     }
 
     ctx = EVP_MAC_CTX_new(mm_sign_hmac);
     if (ctx == NULL) {
-        return MM_ENOMEM;
+        return NULL;
     }
 
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                  digest, 0);
     params[1] = OSSL_PARAM_construct_end();
 
+    if (!EVP_MAC_init(ctx, key, key_len, params)) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+
+    return ctx;
+}
+
+
+/*
+ * mac = HMAC(a || "\n" || b), or of a alone when b is NULL: on ctx (keyed
+ * before, re-initialised here) or, when ctx is NULL, on a context keyed
+ * with key for this call only. 1 on success.
+ */
+static int
+mm_sign_mac_run(EVP_MAC_CTX *ctx, const unsigned char *key, size_t key_len,
+    const void *a, size_t a_len, const void *b, size_t b_len,
+    unsigned char mac[MM_SIGN_MAC_LEN])
+{
+    int           ok;
+    size_t        out_len;
+    EVP_MAC_CTX  *own;
+
+    own = NULL;
+
+    if (ctx == NULL) {
+        own = mm_sign_mac_new(key, key_len);
+        if (own == NULL) {
+            return 0;
+        }
+
+        ctx = own;
+
+    } else if (!EVP_MAC_init(ctx, NULL, 0, NULL)) {
+        return 0;
+    }
+
     out_len = 0;
 
-    ok = EVP_MAC_init(ctx, key, key_len, params)
-         && (a_len == 0 || EVP_MAC_update(ctx, a, a_len))
+    ok = (a_len == 0 || EVP_MAC_update(ctx, a, a_len))
          && (b == NULL || EVP_MAC_update(ctx, (const unsigned char *) "\n", 1))
          && (b == NULL || b_len == 0 || EVP_MAC_update(ctx, b, b_len))
          && EVP_MAC_final(ctx, mac, &out_len, MM_SIGN_MAC_LEN)
          && out_len == MM_SIGN_MAC_LEN;
 
-    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_CTX_free(own);
 
-    return ok ? MM_OK : MM_ENOMEM;
+    return ok;
 }
 
 

@@ -23,11 +23,20 @@
 #define MM_SIGN_SIG_LEN     43      /* base64url(32 bytes), no padding */
 
 
+typedef struct mm_sign_mac_s  mm_sign_mac_t;
+
 typedef struct {
     char           kid[MM_SIGN_KID_MAX + 1];
     size_t         kid_len;
     unsigned char  secret[MM_SIGN_SECRET_MAX];
     size_t         secret_len;
+    /*
+     * HMAC-SHA256 already keyed with secret (mm_sign_key_load sets it,
+     * mm_sign_key_free frees it): make/check then skip the algorithm fetch
+     * and the key schedule. A key without one (filled by hand) works too,
+     * keyed on every use. Copies of the key share it; it is thread-safe.
+     */
+    mm_sign_mac_t *mac;
 } mm_sign_key_t;
 
 
@@ -37,10 +46,14 @@ int mm_sign_kid_valid(const char *kid, size_t len);
 /*
  * Loads a key from a file: the file holds the secret as hex (>= 32 hex
  * digits = 16 bytes, at most MM_SIGN_SECRET_MAX bytes), surrounding
- * whitespace ignored. Returns MM_OK, MM_EIO (errno set) or MM_EBADDATA.
+ * whitespace ignored. Returns MM_OK, MM_EIO (errno set), MM_EBADDATA or
+ * MM_ENOMEM; on MM_OK the caller owns key->mac (mm_sign_key_free).
  */
 mm_status_t mm_sign_key_load(mm_sign_key_t *key, const char *kid,
     const char *path);
+
+/* frees key->mac and wipes the key; NULL or a wiped key is fine */
+void mm_sign_key_free(mm_sign_key_t *key);
 
 /* writes MM_SIGN_SIG_LEN chars + NUL into sig (sig_size >= 44) */
 mm_status_t mm_sign_make(const mm_sign_key_t *key, const char *path,

@@ -2,6 +2,7 @@
  * Bearer tokens, SHA-256 token hashes, constant-time compare and base64url.
  */
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -19,6 +20,12 @@ static const char  mm_b64url_alphabet[] =
 
 
 static int mm_b64url_value(unsigned char c);
+static void mm_token_init(void);
+
+
+/* fetched once: EVP_sha256() would fetch the implementation per digest */
+static pthread_once_t  mm_token_once = PTHREAD_ONCE_INIT;
+static EVP_MD         *mm_token_sha256;
 
 
 mm_status_t
@@ -80,9 +87,12 @@ mm_token_hash(const char *tok, size_t len, char *hex)
 
     static const char  digits[] = "0123456789abcdef";
 
+    pthread_once(&mm_token_once, mm_token_init);
+
     mdlen = 0;
 
-    if (EVP_Digest(tok, len, md, &mdlen, EVP_sha256(), NULL) != 1
+    if (mm_token_sha256 == NULL
+        || EVP_Digest(tok, len, md, &mdlen, mm_token_sha256, NULL) != 1
         || mdlen != MM_TOKEN_HASH_LEN / 2)
     {
         /* never matches a stored hash: not hex */
@@ -97,6 +107,13 @@ mm_token_hash(const char *tok, size_t len, char *hex)
     }
 
     hex[MM_TOKEN_HASH_LEN] = '\0';
+}
+
+
+static void
+mm_token_init(void)
+{
+    mm_token_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
 

@@ -43,7 +43,7 @@ ngx_http_media_metrics_init_conf(ngx_conf_t *cf,
     ngx_http_media_main_conf_t *mcf)
 {
     ngx_str_t  name = ngx_string("ngx_http_media_metrics");
-    ngx_str_t  rid = ngx_string("request_id");
+    ngx_str_t  rid = ngx_string("media_request_id");
     ngx_str_t  ucs = ngx_string("upstream_cache_status");
 
     mcf->shm_zone = ngx_shared_memory_add(cf, &name,

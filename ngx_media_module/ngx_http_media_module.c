@@ -15,6 +15,7 @@ static char *ngx_http_media_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_media_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_media_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static void ngx_http_media_sign_keys_free(void *data);
 static char *ngx_http_media_sign_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_media_analytics_keys(ngx_conf_t *cf,
@@ -440,10 +441,11 @@ ngx_http_media_sign_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_media_main_conf_t  *mcf = conf;
 
-    ngx_str_t      *value;
-    mm_status_t     st;
-    mm_sign_key_t  *key, *k;
-    ngx_uint_t      i;
+    ngx_str_t           *value;
+    ngx_uint_t           i;
+    mm_status_t          st;
+    mm_sign_key_t       *key, *k;
+    ngx_pool_cleanup_t  *cln;
 
     value = cf->args->elts;
 
@@ -463,6 +465,15 @@ ngx_http_media_sign_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (mcf->sign_keys == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        /* the array may still move as keys are added: free from mcf */
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_media_sign_keys_free;
+        cln->data = mcf;
     }
 
     k = mcf->sign_keys->elts;
@@ -491,6 +502,13 @@ ngx_http_media_sign_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (st == MM_ENOMEM) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"media_sign_key\": cannot set up HMAC-SHA256 "
+                           "for \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
     if (st != MM_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"media_sign_key\" file \"%V\" must hold at "
@@ -500,6 +518,22 @@ ngx_http_media_sign_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_media_sign_keys_free(void *data)
+{
+    ngx_http_media_main_conf_t  *mcf = data;
+
+    ngx_uint_t      i;
+    mm_sign_key_t  *k;
+
+    k = mcf->sign_keys->elts;
+
+    for (i = 0; i < mcf->sign_keys->nelts; i++) {
+        mm_sign_key_free(&k[i]);
+    }
 }
 
 

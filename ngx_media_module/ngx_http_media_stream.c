@@ -15,9 +15,13 @@
 #include <netdb.h>
 #include <arpa/inet.h>
 
+#include <openssl/rand.h>
+
 
 #define NGX_HTTP_MEDIA_CACHE_SLOTS   4096
 #define NGX_HTTP_MEDIA_STALE_MAX     300     /* serve stale if DB is down */
+#define NGX_HTTP_MEDIA_RID_LEN       16      /* bytes; 32 hex digits */
+#define NGX_HTTP_MEDIA_RID_POOL      (256 * NGX_HTTP_MEDIA_RID_LEN)
 
 
 typedef struct {
@@ -71,12 +75,19 @@ static void ngx_http_media_lookup_done(ngx_http_request_t *r,
     ngx_http_media_job_t *job);
 static ngx_int_t ngx_http_media_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_media_request_id(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_media_episode_entry_t
     ngx_http_media_episodes[NGX_HTTP_MEDIA_CACHE_SLOTS];
 static ngx_http_media_token_entry_t
     ngx_http_media_tokens[NGX_HTTP_MEDIA_CACHE_SLOTS];
+
+/* random bytes for $media_request_id, drawn 256 ids at a time */
+static u_char     ngx_http_media_rid_pool[NGX_HTTP_MEDIA_RID_POOL];
+static size_t     ngx_http_media_rid_left;
+static ngx_pid_t  ngx_http_media_rid_pid;
 
 
 static ngx_http_variable_t  ngx_http_media_vars[] = {
@@ -92,6 +103,9 @@ static ngx_http_variable_t  ngx_http_media_vars[] = {
 
     { ngx_string("media_origin_host"), NULL, ngx_http_media_variable, 3,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("media_request_id"), NULL, ngx_http_media_request_id, 0,
+      0, 0 },
 
       ngx_http_null_variable
 };
@@ -194,6 +208,53 @@ ngx_http_media_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $media_request_id: like nginx's $request_id (16 random bytes as 32 hex
+ * digits, from OpenSSL's RAND_bytes), but the bytes of 256 ids are drawn
+ * at once: one RAND_bytes(16) costs as much as 100 ids from the pool. A
+ * forked process (another pid) draws its own. Cached for the request, so
+ * the X-Request-Id header and the analytics event carry the same id.
+ */
+static ngx_int_t
+ngx_http_media_request_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char  *id;
+
+    id = ngx_pnalloc(r->pool, 2 * NGX_HTTP_MEDIA_RID_LEN);
+    if (id == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_media_rid_left < NGX_HTTP_MEDIA_RID_LEN
+        || ngx_http_media_rid_pid != ngx_pid)
+    {
+        if (RAND_bytes(ngx_http_media_rid_pool, NGX_HTTP_MEDIA_RID_POOL)
+            != 1)
+        {
+            ngx_http_media_rid_left = 0;
+            return NGX_ERROR;
+        }
+
+        ngx_http_media_rid_left = NGX_HTTP_MEDIA_RID_POOL;
+        ngx_http_media_rid_pid = ngx_pid;
+    }
+
+    ngx_http_media_rid_left -= NGX_HTTP_MEDIA_RID_LEN;
+
+    ngx_hex_dump(id, ngx_http_media_rid_pool + ngx_http_media_rid_left,
+                 NGX_HTTP_MEDIA_RID_LEN);
+
+    v->len = 2 * NGX_HTTP_MEDIA_RID_LEN;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = id;
 
     return NGX_OK;
 }
@@ -699,7 +760,9 @@ static ngx_int_t
 ngx_http_media_stream_decide(ngx_http_request_t *r,
     ngx_http_media_stream_ctx_t *ctx)
 {
-    ngx_str_t                    exp, kid, sig, path;
+    u_char                      *p;
+    u_char                       path[sizeof("/stream/") - 1 + NGX_INT64_LEN];
+    ngx_str_t                    exp, kid, sig;
     mm_status_t                  st;
     ngx_http_media_main_conf_t  *mcf;
 
@@ -734,18 +797,15 @@ ngx_http_media_stream_decide(ngx_http_request_t *r,
             ngx_str_null(&kid);
         }
 
-        path.len = sizeof("/stream/") - 1 + ctx->episode_id_text.len;
-        path.data = ngx_pnalloc(r->pool, path.len);
-        if (path.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_sprintf(path.data, "/stream/%V", &ctx->episode_id_text);
+        /* the id is 1-18 digits here (else "not found" above) */
+        p = ngx_cpymem(path, "/stream/", sizeof("/stream/") - 1);
+        p = ngx_cpymem(p, ctx->episode_id_text.data,
+                       ngx_min(ctx->episode_id_text.len, NGX_INT64_LEN));
 
         st = mcf->sign_keys == NULL
              ? MM_EFORGED
              : mm_sign_check(mcf->sign_keys->elts, mcf->sign_keys->nelts,
-                             (char *) path.data, path.len,
+                             (char *) path, p - path,
                              (char *) kid.data, kid.len,
                              (char *) exp.data, exp.len,
                              (char *) sig.data, sig.len,

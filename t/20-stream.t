@@ -118,6 +118,18 @@ for my $path ("/stream/$pub", "/stream/$pub.mp3") {
        "HEAD $path: Content-Length");
 }
 
+# request ids: 32 hex digits, never twice (each worker draws 256 at a time,
+# so 600 requests cross its refills)
+{
+    my (%seen, $bad);
+    for (1 .. 600) {
+        my $id = $s->req(HEAD => "/stream/$pub")->{headers}{'x-request-id'}
+                 // '';
+        $bad++ if $id !~ /\A[0-9a-f]{32}\z/ || $seen{$id}++;
+    }
+    is($bad // 0, 0, '600 requests: 600 distinct 32-hex X-Request-Id');
+}
+
 my $r = $s->req(GET => "/stream/$pub", headers => { Range => 'bytes=100-199' });
 is($r->{status}, 206, 'Range bytes=100-199: 206');
 same_bytes($r->{body}, substr($small, 100, 100), '  the right 100 bytes');

@@ -5,6 +5,7 @@
  */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,7 +494,12 @@ test_key_load(void)
         if (st == MM_OK) {
             ok(k.secret_len == cases[i].len && k.secret[0] == 0
                && k.secret[15] == 15 && k.kid_len == 2
-               && strcmp(k.kid, "kf") == 0, "  secret and kid loaded");
+               && strcmp(k.kid, "kf") == 0 && k.mac != NULL,
+               "  secret, kid and keyed MAC loaded");
+            mm_sign_key_free(&k);
+
+        } else {
+            ok(k.mac == NULL && k.secret_len == 0, "  key left empty");
         }
     }
 
@@ -505,6 +511,7 @@ test_key_load(void)
     write_file("key", big, path, sizeof(path));
     is_int(mm_sign_key_load(&k, "kf", path), MM_OK, "128-byte secret");
     is_int(k.secret_len, 128, "  all 128 bytes");
+    mm_sign_key_free(&k);
 
     strcpy(big + 256, "ab");
     write_file("key", big, path, sizeof(path));
@@ -533,8 +540,130 @@ test_key_load(void)
     is_int(mm_sign_check(&k, 1, PATH, strlen(PATH), "gold", 4, exp,
                          strlen(exp), sig, 43, NOW - 1, TTL), MM_OK,
            "and verifies");
+    mm_sign_key_free(&k);
 
     unlink(path);
+}
+
+
+/* one thread of test_shared_key: make + check with a loaded key */
+typedef struct {
+    mm_sign_key_t  *key;
+    int             id;
+    int             bad;
+} worker_t;
+
+
+static void *
+worker(void *arg)
+{
+    worker_t  *w = arg;
+
+    int      i;
+    char     sig[MM_SIGN_SIG_LEN + 1], want[MM_SIGN_SIG_LEN + 1], exp[32];
+    int64_t  e;
+
+    for (i = 0; i < 2000; i++) {
+        e = NOW + 1 + (w->id * 2000 + i) % 3000;
+        snprintf(exp, sizeof(exp), "%lld", (long long) e);
+
+        if (mm_sign_make(w->key, PATH, strlen(PATH), e, sig, sizeof(sig))
+                != MM_OK
+            || mm_sign_make(&k1, PATH, strlen(PATH), e, want, sizeof(want))
+                != MM_OK
+            || strcmp(sig, want) != 0
+            || mm_sign_check(w->key, 1, PATH, strlen(PATH), "k1", 2, exp,
+                             strlen(exp), sig, 43, NOW, TTL) != MM_OK)
+        {
+            w->bad++;
+        }
+
+        sig[0] = sig[0] == 'A' ? 'B' : 'A';
+
+        if (mm_sign_check(w->key, 1, PATH, strlen(PATH), "k1", 2, exp,
+                          strlen(exp), sig, 43, NOW, TTL) != MM_EFORGED)
+        {
+            w->bad++;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A loaded key keeps a keyed HMAC context that every make/check
+ * re-initialises: it must give what a hand-built key (keyed per call)
+ * gives, after failures too, and from several threads at once.
+ */
+static void
+test_shared_key(void)
+{
+    int            i, bad;
+    char           path[256], hex[65], sig[MM_SIGN_SIG_LEN + 1],
+                   want[MM_SIGN_SIG_LEN + 1], exp[32];
+    worker_t       w[4];
+    pthread_t      t[4];
+    mm_sign_key_t  k, keys[2];
+
+    for (i = 0; i < 32; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", 0x11);
+    }
+
+    write_file("key", hex, path, sizeof(path));
+    is_int(mm_sign_key_load(&k, "k1", path), MM_OK, "k1's secret loaded");
+    unlink(path);
+
+    bad = 0;
+
+    for (i = 0; i < 200; i++) {
+        snprintf(exp, sizeof(exp), "%lld", NOW + 1 + i);
+        mm_sign_make(&k, PATH, strlen(PATH), NOW + 1 + i, sig, sizeof(sig));
+        mm_sign_make(&k1, PATH, strlen(PATH), NOW + 1 + i, want,
+                     sizeof(want));
+        bad += strcmp(sig, want) != 0;
+        bad += mm_sign_check(&k, 1, PATH, strlen(PATH), "k1", 2, exp,
+                             strlen(exp), sig, 43, NOW, TTL) != MM_OK;
+        bad += mm_sign_check(&k, 1, "/stream/43", 10, "k1", 2, exp,
+                             strlen(exp), sig, 43, NOW, TTL) != MM_EFORGED;
+        bad += mm_sign_check(&k, 1, PATH, strlen(PATH), "k1", 2, exp,
+                             strlen(exp), sig, 43, NOW, TTL) != MM_OK;
+    }
+
+    is_int(bad, 0, "loaded key = hand-built key, 200 x (make, check, "
+           "forged check, check)");
+
+    /* copies share the context; rotation still picks by kid */
+    keys[0] = k2;
+    keys[1] = k;
+    snprintf(exp, sizeof(exp), "%lld", NOW + 60);
+    mm_sign_make(&k1, PATH, strlen(PATH), NOW + 60, sig, sizeof(sig));
+    is_int(mm_sign_check(keys, 2, PATH, strlen(PATH), "k1", 2, exp,
+                         strlen(exp), sig, 43, NOW, TTL), MM_OK,
+           "hand-built k1 signature verifies with the loaded k1");
+
+    for (i = 0; i < 4; i++) {
+        w[i].key = &k;
+        w[i].id = i;
+        w[i].bad = 0;
+        pthread_create(&t[i], NULL, worker, &w[i]);
+    }
+
+    bad = 0;
+
+    for (i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        bad += w[i].bad;
+    }
+
+    is_int(bad, 0, "4 threads x 2000 make/check/forged on one loaded key");
+
+    mm_sign_key_free(&k);
+    ok(k.mac == NULL && k.secret_len == 0 && k.secret[0] == 0,
+       "freed key is wiped");
+    mm_sign_key_free(&k);
+    mm_sign_key_free(NULL);
+    ok(1, "freeing twice or NULL is harmless");
 }
 
 
@@ -555,6 +684,7 @@ main(void)
     test_syntax();
     test_rotation();
     test_key_load();
+    test_shared_key();
 
     rmdir(tmpdir);
 
