@@ -225,39 +225,6 @@ pack_rm_rf(const char *path)
 }
 
 
-static int
-pack_mkdirs(const char *path, mode_t mode)
-{
-    char  *s, *q;
-
-    s = strdup(path);
-    if (s == NULL) {
-        return -1;
-    }
-
-    for (q = s + 1; ; q++) {
-        if (*q == '/' || *q == '\0') {
-            char  c = *q;
-
-            *q = '\0';
-            if (mkdir(s, mode) != 0 && errno != EEXIST) {
-                free(s);
-                return -1;
-            }
-            *q = c;
-
-            if (c == '\0') {
-                break;
-            }
-        }
-    }
-
-    free(s);
-
-    return 0;
-}
-
-
 /* writes name (relative to the temporary directory) in one go */
 static double
 pack_now(void)
@@ -513,7 +480,7 @@ pack_start(const pack_conf_t *conf, const pack_job_t *job)
         return p;
     }
 
-    if (pack_mkdirs(conf->output_dir, 0755) != 0) {
+    if (mkdirs(conf->output_dir, 0755) != 0) {
         pack_fail(p, "cannot create %s: %s", conf->output_dir,
                   strerror(errno));
         return p;

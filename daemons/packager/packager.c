@@ -319,25 +319,14 @@ static void pk_job_process(packager_t *pk, pk_job_t *j);
 int
 packager_conf_check(const packager_conf_t *conf)
 {
-    char        pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
+    char        pub[MM_CURVE_KEY_LEN + 1];
     char        err[512];
-    size_t      n;
-    uint8_t   (*keys)[32];
 
-    if (mm_curvekey_load(conf->curve_key_file, pub, sec, err, sizeof(err))
-        != MM_OK)
+    if (zap_check_files(conf->curve_key_file, conf->curve_clients_file)
+        != 0)
     {
-        log_warnx("curve_key_file: %s", err);
         return -1;
     }
-
-    explicit_bzero(sec, sizeof(sec));
-
-    if (zap_keys_load(conf->curve_clients_file, &keys, &n) != 0) {
-        return -1;
-    }
-
-    free(keys);
 
     if (strlen(conf->heartbeat_name) > 63) {
         log_warnx("heartbeat_name: at most 63 characters");
