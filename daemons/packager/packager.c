@@ -38,6 +38,7 @@
 #include "zap.h"
 
 
+#define PK_VERSION          "0.1"
 #define PK_ZAP_DOMAIN       "packager"
 #define PK_BEAT_MS          2000        /* a running row's heartbeat_at */
 #define PK_SCAN_MS          10000       /* dead claimers on this host */
@@ -107,6 +108,8 @@ typedef enum {
 } pk_op_t;
 
 
+typedef struct packager_s  packager_t;
+
 struct packager_s {
     const packager_conf_t  *conf;
     void                *pull;         /* the doorbell */
@@ -134,7 +137,8 @@ struct packager_s {
     uint64_t             next_poll;
     uint64_t             next_scan;
 
-    /* poll items of the last packager_poll_items() */
+    /* poll items of the last pk_poll_items(); 0 is dmain's */
+    zmq_pollitem_t      *items;
     int                  idx_pull;
     int                  idx_zap;
     int                  idx_pg;
@@ -308,6 +312,16 @@ static const char  pk_finish_sql[] =
     "SELECT u.id, $5::float8 FROM u";
 
 
+static int pk_conf_check(void *conf);
+static void *pk_create(void *conf, void *zctx);
+static void pk_destroy(void **obj);
+static int pk_poll_items(void *obj, zmq_pollitem_t **items, long *timeout);
+static void pk_process(void *obj, zmq_pollitem_t *items, int n);
+static void pk_reload(void *obj);
+static void pk_drain(void *obj);
+static int pk_finished(void *obj);
+
+static int pk_poll_max(const packager_t *pk);
 static void pk_tick(packager_t *pk, uint64_t now);
 static void pk_probe_process(packager_t *pk, pk_probe_t *pr);
 static void pk_job_process(packager_t *pk, pk_job_t *j);
@@ -316,9 +330,19 @@ static void pk_job_process(packager_t *pk, pk_job_t *j);
 /* ---- config ---------------------------------------------------------- */
 
 
-int
-packager_conf_check(const packager_conf_t *conf)
+const dmain_t  packager_main = {
+    "media-packager", PK_VERSION, packager_conf_defs,
+    sizeof(packager_conf_t), offsetof(packager_conf_t, pid_file),
+    pk_conf_check, pk_create, pk_destroy, pk_poll_items, pk_process,
+    pk_reload, pk_drain, pk_finished
+};
+
+
+static int
+pk_conf_check(void *c)
 {
+    const packager_conf_t  *conf = c;
+
     char        pub[MM_CURVE_KEY_LEN + 1];
     char        err[512];
 
@@ -355,9 +379,11 @@ packager_conf_check(const packager_conf_t *conf)
 /* ---- life ------------------------------------------------------------ */
 
 
-packager_t *
-packager_new(const packager_conf_t *conf, void *zctx)
+static void *
+pk_create(void *c, void *zctx)
 {
+    const packager_conf_t  *conf = c;
+
     long           i;
     packager_t    *pk;
 
@@ -385,7 +411,8 @@ packager_new(const packager_conf_t *conf, void *zctx)
 
     pk->jobs = calloc((size_t) conf->jobs, sizeof(pk_job_t));
     pk->probes = calloc((size_t) conf->probes, sizeof(pk_probe_t));
-    if (pk->jobs == NULL || pk->probes == NULL) {
+    pk->items = calloc((size_t) pk_poll_max(pk), sizeof(zmq_pollitem_t));
+    if (pk->jobs == NULL || pk->probes == NULL || pk->items == NULL) {
         log_warn("calloc");
         goto failed;
     }
@@ -435,7 +462,7 @@ packager_new(const packager_conf_t *conf, void *zctx)
 
 failed:
 
-    packager_destroy(&pk);
+    pk_destroy((void **) &pk);
 
     return NULL;
 }
@@ -484,18 +511,18 @@ pk_job_reset(pk_job_t *j)
 }
 
 
-void
-packager_destroy(packager_t **pp)
+static void
+pk_destroy(void **obj)
 {
-    long         i;
-    packager_t  *pk;
+    packager_t  *pk = *obj;
 
-    pk = *pp;
+    long  i;
+
     if (pk == NULL) {
         return;
     }
 
-    *pp = NULL;
+    *obj = NULL;
 
     if (pk->jobs != NULL) {
         for (i = 0; i < pk->conf->jobs; i++) {
@@ -522,6 +549,7 @@ packager_destroy(packager_t **pp)
     mm_buf_free(&pk->dead);
     free(pk->jobs);
     free(pk->probes);
+    free(pk->items);
     free(pk);
 }
 
@@ -1551,10 +1579,11 @@ pk_tick(packager_t *pk, uint64_t now)
 /* ---- the loop's interface -------------------------------------------- */
 
 
-int
-packager_poll_max(const packager_t *pk)
+/* the most poll items pk_poll_items() fills, dmain's included */
+static int
+pk_poll_max(const packager_t *pk)
 {
-    return 3 + (int) pk->conf->jobs * PACK_POLL_MAX
+    return 4 + (int) pk->conf->jobs * PACK_POLL_MAX
            + (int) pk->conf->probes * 3;
 }
 
@@ -1615,15 +1644,20 @@ pk_any_work(const packager_t *pk)
 }
 
 
-int
-packager_poll_items(packager_t *pk, zmq_pollitem_t *items, long *timeout)
+static int
+pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
 {
-    int        n, fd, t;
-    long       i;
-    short      events;
-    uint64_t   now, due;
+    packager_t  *pk = obj;
 
-    n = 0;
+    int              n, fd, t;
+    long             i;
+    short            events;
+    uint64_t         now, due;
+    zmq_pollitem_t  *items;
+
+    items = pk->items;
+    *itemsp = items;
+    n = 1;                              /* 0 is dmain's signal pipe */
     now = now_mono_ms();
     *timeout = HEARTBEAT_INTERVAL;
 
@@ -1754,9 +1788,11 @@ pk_doorbell(packager_t *pk)
 }
 
 
-void
-packager_process(packager_t *pk, zmq_pollitem_t *items, int n)
+static void
+pk_process(void *obj, zmq_pollitem_t *items, int n)
 {
+    packager_t  *pk = obj;
+
     long      i;
     short     revents;
 
@@ -1793,17 +1829,21 @@ packager_process(packager_t *pk, zmq_pollitem_t *items, int n)
 }
 
 
-void
-packager_reload(packager_t *pk)
+static void
+pk_reload(void *obj)
 {
+    packager_t  *pk = obj;
+
     log_info("SIGHUP: reloading %s", pk->conf->curve_clients_file);
     (void) zap_reload(pk->zap);
 }
 
 
-void
-packager_drain(packager_t *pk)
+static void
+pk_drain(void *obj)
 {
+    packager_t  *pk = obj;
+
     long  i;
 
     if (pk->draining) {
@@ -1838,9 +1878,11 @@ packager_drain(packager_t *pk)
 }
 
 
-int
-packager_finished(packager_t *pk)
+static int
+pk_finished(void *obj)
 {
+    packager_t  *pk = obj;
+
     long  i;
 
     if (!pk->draining) {
