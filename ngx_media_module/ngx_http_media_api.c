@@ -397,6 +397,27 @@ ngx_http_media_api_put_episode(mm_buf_t *b, ngx_http_media_api_t *api,
 }
 
 
+/* answers with row 0 of res, or a 404 when there is none; clears res */
+static void
+ngx_http_media_api_episode_answer(ngx_http_media_job_t *job, PGresult *res,
+    ngx_uint_t status)
+{
+    ngx_http_media_api_t  *api = job->data;
+
+    if (PQntuples(res) == 0) {
+        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
+                                "no episode %lld", (long long) api->id);
+
+    } else {
+        job->status = status;
+        ngx_http_media_api_put_episode(&job->out, api, res, 0);
+        mm_buf_puts(&job->out, "\n");
+    }
+
+    PQclear(res);
+}
+
+
 static PGresult *
 ngx_http_media_api_get_episode(ngx_http_media_job_t *job, int64_t id)
 {
@@ -633,11 +654,7 @@ ngx_http_media_api_episode_create(ngx_http_media_job_t *job)
         goto done;
     }
 
-    job->status = NGX_HTTP_CREATED;
-    ngx_http_media_api_put_episode(&job->out, api, res, 0);
-    mm_buf_puts(&job->out, "\n");
-
-    PQclear(res);
+    ngx_http_media_api_episode_answer(job, res, NGX_HTTP_CREATED);
 
 done:
 
@@ -791,11 +808,7 @@ ngx_http_media_api_episode_get(ngx_http_media_job_t *job)
         return;
     }
 
-    job->status = NGX_HTTP_OK;
-    ngx_http_media_api_put_episode(&job->out, api, res, 0);
-    mm_buf_puts(&job->out, "\n");
-
-    PQclear(res);
+    ngx_http_media_api_episode_answer(job, res, NGX_HTTP_OK);
 }
 
 
@@ -839,17 +852,7 @@ ngx_http_media_api_episode_private(ngx_http_media_job_t *job)
         goto done;
     }
 
-    if (PQntuples(res) == 0) {
-        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
-                                "no episode %lld", (long long) api->id);
-
-    } else {
-        job->status = NGX_HTTP_OK;
-        ngx_http_media_api_put_episode(&job->out, api, res, 0);
-        mm_buf_puts(&job->out, "\n");
-    }
-
-    PQclear(res);
+    ngx_http_media_api_episode_answer(job, res, NGX_HTTP_OK);
 
 done:
 

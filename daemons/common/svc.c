@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "bell.h"
+#include "dmain.h"
 #include "log.h"
 #include "svc.h"
 #include "util.h"
@@ -175,18 +176,6 @@ svc_lower(long *timeout, uint64_t at, uint64_t now)
 }
 
 
-static int
-svc_item(svc_t *s, int k, void *socket, int fd, short events)
-{
-    s->items[k].socket = socket;
-    s->items[k].fd = fd;
-    s->items[k].events = events;
-    s->items[k].revents = 0;
-
-    return k;
-}
-
-
 int
 svc_poll_items(svc_t *s, int room, uint64_t now, zmq_pollitem_t **items,
     long *timeout)
@@ -214,14 +203,17 @@ svc_poll_items(svc_t *s, int room, uint64_t now, zmq_pollitem_t **items,
         s->items_cap = cap;
     }
 
-    s->idx_zap = svc_item(s, 1, zap_socket(s->zap), 0, ZMQ_POLLIN);
-    s->idx_bell = svc_item(s, 2, s->bell, 0, ZMQ_POLLIN);
+    s->idx_zap = 1;
+    dmain_item(&s->items[1], zap_socket(s->zap), 0, ZMQ_POLLIN);
+    s->idx_bell = 2;
+    dmain_item(&s->items[2], s->bell, 0, ZMQ_POLLIN);
     k = 3;
 
     s->idx_pg = -1;
     fd = pgc_fd(s->pg, &events);
     if (fd >= 0) {
-        s->idx_pg = svc_item(s, k++, NULL, fd, events);
+        s->idx_pg = k;
+        dmain_item(&s->items[k++], NULL, fd, events);
     }
 
     t = pgc_timeout(s->pg, now);

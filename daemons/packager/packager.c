@@ -322,6 +322,8 @@ static void pk_drain(void *obj);
 static int pk_finished(void *obj);
 
 static int pk_poll_max(const packager_t *pk);
+static long pk_count(const packager_t *pk, int jobs, int probes,
+    pk_slot_state_t state);
 static void pk_tick(packager_t *pk, uint64_t now);
 static void pk_probe_process(packager_t *pk, pk_probe_t *pr);
 static void pk_job_process(packager_t *pk, pk_job_t *j);
@@ -1499,14 +1501,10 @@ pk_tick(packager_t *pk, uint64_t now)
     /* 4. the daemon's heartbeat */
 
     if (heartbeat_due(&pk->hb, now)) {
-        int  running = 0, probing = 0;
+        int  running, probing;
 
-        for (i = 0; i < pk->conf->jobs; i++) {
-            running += pk->jobs[i].state != PK_FREE;
-        }
-        for (i = 0; i < pk->conf->probes; i++) {
-            probing += pk->probes[i].state != PK_FREE;
-        }
+        running = (int) (pk->conf->jobs - pk_count(pk, 1, 0, PK_FREE));
+        probing = (int) (pk->conf->probes - pk_count(pk, 0, 1, PK_FREE));
 
         snprintf(info, sizeof(info),
                  "{\"claimer\":\"%s\",\"jobs\":%d,\"probes\":%d,"
@@ -1548,30 +1546,21 @@ pk_tick(packager_t *pk, uint64_t now)
         pk->want_job = 1;
     }
 
-    if (pk->want_probe) {
-        for (i = 0; i < pk->conf->probes; i++) {
-            if (pk->probes[i].state == PK_FREE) {
-                snprintf(secs, sizeof(secs), "%ld",
-                         pk->conf->probe_timeout * 2);
-                params[0] = secs;
-                (void) pk_send(pk, PK_OP_CLAIM_PROBE, NULL,
-                               pk_claim_probe_sql, 1, params);
-                return;
-            }
-        }
+    if (pk->want_probe && pk_count(pk, 0, 1, PK_FREE) > 0) {
+        snprintf(secs, sizeof(secs), "%ld", pk->conf->probe_timeout * 2);
+        params[0] = secs;
+        (void) pk_send(pk, PK_OP_CLAIM_PROBE, NULL, pk_claim_probe_sql, 1,
+                       params);
+        return;
     }
 
-    if (pk->want_job) {
-        for (i = 0; i < pk->conf->jobs; i++) {
-            if (pk->jobs[i].state == PK_FREE) {
-                snprintf(secs, sizeof(secs), "%ld", pk->conf->reclaim_after);
-                params[0] = pk->me;
-                params[1] = secs;
-                (void) pk_send(pk, PK_OP_CLAIM_JOB, NULL, pk_claim_job_sql,
-                               2, params);
-                return;
-            }
-        }
+    if (pk->want_job && pk_count(pk, 1, 0, PK_FREE) > 0) {
+        snprintf(secs, sizeof(secs), "%ld", pk->conf->reclaim_after);
+        params[0] = pk->me;
+        params[1] = secs;
+        (void) pk_send(pk, PK_OP_CLAIM_JOB, NULL, pk_claim_job_sql, 2,
+                       params);
+        return;
     }
 }
 
@@ -1588,59 +1577,23 @@ pk_poll_max(const packager_t *pk)
 }
 
 
-static void
-pk_item(zmq_pollitem_t *it, void *socket, int fd)
+/* how many slots, of the jobs and/or of the probes, are in state */
+static long
+pk_count(const packager_t *pk, int jobs, int probes, pk_slot_state_t state)
 {
-    it->socket = socket;
-    it->fd = fd;
-    it->events = ZMQ_POLLIN;
-    it->revents = 0;
-}
+    long  i, n;
 
+    n = 0;
 
-/* 1 when a job (or probe) slot is free for a claim */
-static int
-pk_free_slot(const packager_t *pk, int job)
-{
-    long  i;
-
-    if (job) {
-        for (i = 0; i < pk->conf->jobs; i++) {
-            if (pk->jobs[i].state == PK_FREE) {
-                return 1;
-            }
-        }
-        return 0;
+    for (i = 0; jobs && i < pk->conf->jobs; i++) {
+        n += (pk->jobs[i].state == state);
     }
 
-    for (i = 0; i < pk->conf->probes; i++) {
-        if (pk->probes[i].state == PK_FREE) {
-            return 1;
-        }
+    for (i = 0; probes && i < pk->conf->probes; i++) {
+        n += (pk->probes[i].state == state);
     }
 
-    return 0;
-}
-
-
-static int
-pk_any_work(const packager_t *pk)
-{
-    long  i;
-
-    for (i = 0; i < pk->conf->jobs; i++) {
-        if (pk->jobs[i].state == PK_REPORT) {
-            return 1;
-        }
-    }
-
-    for (i = 0; i < pk->conf->probes; i++) {
-        if (pk->probes[i].state == PK_REPORT) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return n;
 }
 
 
@@ -1667,18 +1620,16 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
 
     if (!pk->draining) {
         pk->idx_pull = n;
-        pk_item(&items[n++], pk->pull, 0);
+        dmain_item(&items[n++], pk->pull, 0, ZMQ_POLLIN);
     }
 
     pk->idx_zap = n;
-    pk_item(&items[n++], zap_socket(pk->zap), 0);
+    dmain_item(&items[n++], zap_socket(pk->zap), 0, ZMQ_POLLIN);
 
     fd = pgc_fd(pk->pg, &events);
     if (fd >= 0) {
         pk->idx_pg = n;
-        pk_item(&items[n], NULL, fd);
-        items[n].events = events;
-        n++;
+        dmain_item(&items[n++], NULL, fd, events);
     }
 
     t = pgc_timeout(pk->pg, now);
@@ -1700,13 +1651,13 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
         }
 
         if (pr->out_fd >= 0) {
-            pk_item(&items[n++], NULL, pr->out_fd);
+            dmain_item(&items[n++], NULL, pr->out_fd, ZMQ_POLLIN);
         }
         if (pr->err_fd >= 0) {
-            pk_item(&items[n++], NULL, pr->err_fd);
+            dmain_item(&items[n++], NULL, pr->err_fd, ZMQ_POLLIN);
         }
         if (child_fd(&pr->child) >= 0) {
-            pk_item(&items[n++], NULL, child_fd(&pr->child));
+            dmain_item(&items[n++], NULL, child_fd(&pr->child), ZMQ_POLLIN);
         }
 
         t = child_timeout(&pr->child);
@@ -1721,7 +1672,9 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
     }
 
     if (pgc_ready(pk->pg)) {
-        if (pk_any_work(pk) || (!pk->draining && !pk->schema_checked)) {
+        if (pk_count(pk, 1, 1, PK_REPORT) > 0
+            || (!pk->draining && !pk->schema_checked))
+        {
             *timeout = 0;
         }
 
@@ -1741,8 +1694,8 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
         }
 
         if (!pk->draining) {
-            if ((pk->want_probe && pk_free_slot(pk, 0))
-                || (pk->want_job && pk_free_slot(pk, 1))
+            if ((pk->want_probe && pk_count(pk, 0, 1, PK_FREE) > 0)
+                || (pk->want_job && pk_count(pk, 1, 0, PK_FREE) > 0)
                 || pk->dead.len > 0)
             {
                 *timeout = 0;
@@ -1883,8 +1836,6 @@ pk_finished(void *obj)
 {
     packager_t  *pk = obj;
 
-    long  i;
-
     if (!pk->draining) {
         return 0;
     }
@@ -1899,21 +1850,6 @@ pk_finished(void *obj)
         return 1;
     }
 
-    if (pk->op != PK_OP_NONE) {
-        return 0;
-    }
-
-    for (i = 0; i < pk->conf->jobs; i++) {
-        if (pk->jobs[i].state != PK_FREE) {
-            return 0;
-        }
-    }
-
-    for (i = 0; i < pk->conf->probes; i++) {
-        if (pk->probes[i].state != PK_FREE) {
-            return 0;
-        }
-    }
-
-    return 1;
+    return pk->op == PK_OP_NONE
+           && pk_count(pk, 1, 1, PK_FREE) == pk->conf->jobs + pk->conf->probes;
 }
