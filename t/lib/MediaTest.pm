@@ -149,17 +149,24 @@ sub gen_mp3 {
     return $path;
 }
 
+# detach_child($dir), in a forked child: a session of its own (so a kill
+# of the group reaches what it starts), stdin /dev/null, stdout and stderr
+# appended to $dir/stderr.log
+sub detach_child {
+    my ($t) = @_;
+    POSIX::setsid();
+    open(STDIN, '<', '/dev/null');
+    open(STDOUT, '>>', "$t/stderr.log");
+    open(STDERR, '>&', \*STDOUT);
+}
+
 # spawn_nginx($dir): the stock nginx on $dir/nginx.conf with prefix $dir/
-# (a config of "daemon off"), in a session of its own, output appended to
-# $dir/stderr.log; returns its pid
+# (a config of "daemon off"), detached (detach_child); returns its pid
 sub spawn_nginx {
     my ($t) = @_;
     my $pid = fork // die "fork: $!";
     if (!$pid) {
-        POSIX::setsid();
-        open(STDIN, '<', '/dev/null');
-        open(STDOUT, '>>', "$t/stderr.log");
-        open(STDERR, '>&', \*STDOUT);
+        detach_child($t);
         { exec('/usr/sbin/nginx', '-c', "$t/nginx.conf", '-p', "$t/",
                '-e', "$t/error.log") }
         POSIX::_exit(127);
