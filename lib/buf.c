@@ -2,6 +2,7 @@
  * Growable byte buffer with a sticky failure flag.
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,4 +173,48 @@ mm_buf_steal(mm_buf_t *b, size_t *len)
     mm_buf_init(b);
 
     return p;
+}
+
+
+void *
+mm_read_file(const char *path, size_t *len)
+{
+    int        err;
+    FILE      *f;
+    size_t     n;
+    mm_buf_t   b;
+
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+
+    mm_buf_init(&b);
+    mm_buf_append(&b, "", 0);
+    errno = 0;
+
+    while (!b.failed) {
+        if (b.cap - b.len < 2 && mm_buf_reserve(&b, b.cap) != 0) {
+            break;
+        }
+
+        n = fread(b.data + b.len, 1, b.cap - b.len - 1, f);
+        b.len += n;
+        b.data[b.len] = '\0';
+
+        if (n == 0) {
+            break;
+        }
+    }
+
+    err = b.failed ? ENOMEM : (ferror(f) ? (errno ? errno : EIO) : 0);
+    fclose(f);
+
+    if (err != 0) {
+        mm_buf_free(&b);
+        errno = err;
+        return NULL;
+    }
+
+    return mm_buf_steal(&b, len);
 }

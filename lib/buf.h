@@ -29,5 +29,12 @@ void mm_buf_printf(mm_buf_t *b, const char *fmt, ...)
 /* detach the data: caller owns it (free()); buffer is re-initialised */
 char *mm_buf_steal(mm_buf_t *b, size_t *len);
 
+/*
+ * The whole file at path, read to its end (a pipe too), in malloc'd memory
+ * that the caller frees; NUL-terminated, the NUL not counted in *len.
+ * NULL with errno set when it cannot be read.
+ */
+void *mm_read_file(const char *path, size_t *len);
+
 
 #endif /* MM_BUF_H */

@@ -45,12 +45,96 @@ mm_multipart_bchar(unsigned char c)
 }
 
 
+/*
+ * The parameter want (";" name "=" value, the name case-insensitive) of a
+ * header value from p to end: its value, a token or a quoted string
+ * (quotes and backslash escapes removed), into out, NUL-terminated and cut
+ * to out_size - 1 bytes; *len is its whole length (>= out_size: cut).
+ * MM_OK, MM_ENOTFOUND, or MM_EBADDATA for an unterminated quoted string.
+ */
+static mm_status_t
+mm_multipart_find_param(const char *p, const char *end, const char *want,
+    char *out, size_t out_size, size_t *len)
+{
+    int          match;
+    size_t       n, wlen;
+    const char  *name;
+
+    wlen = strlen(want);
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
+            p++;
+        }
+
+        name = p;
+        while (p < end && *p != '=' && *p != ';' && *p != ' ') {
+            p++;
+        }
+
+        match = ((size_t) (p - name) == wlen
+                 && strncasecmp(name, want, wlen) == 0);
+
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        if (p == end || *p != '=') {
+            continue;
+        }
+
+        p++;
+
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        n = 0;
+
+        if (p < end && *p == '"') {
+            for (p++; p < end && *p != '"'; p++, n++) {
+                if (*p == '\\' && p + 1 < end) {
+                    p++;
+                }
+
+                if (match && n + 1 < out_size) {
+                    out[n] = *p;
+                }
+            }
+
+            if (p == end) {
+                return MM_EBADDATA;
+            }
+
+            p++;
+
+        } else {
+            for ( /* void */ ; p < end && *p != ';' && *p != ' '
+                               && *p != '\t'; p++, n++)
+            {
+                if (match && n + 1 < out_size) {
+                    out[n] = *p;
+                }
+            }
+        }
+
+        if (match) {
+            out[n < out_size ? n : out_size - 1] = '\0';
+            *len = n;
+            return MM_OK;
+        }
+    }
+
+    return MM_ENOTFOUND;
+}
+
+
 mm_status_t
 mm_multipart_boundary(const char *ct, size_t len, char *out, size_t out_size,
     size_t *out_len)
 {
-    size_t       i, n, plen;
-    const char  *p, *end, *name;
+    size_t       i, n;
+    const char  *p, *end;
 
     static const char  type[] = "multipart/form-data";
 
@@ -73,92 +157,25 @@ mm_multipart_boundary(const char *ct, size_t len, char *out, size_t out_size,
         return MM_ENOTFOUND;                /* multipart/form-dataX */
     }
 
-    /* parameters: ; name=value, value a token or a quoted string */
+    /* 1..70 bchars, not ending in a space */
 
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
-            p++;
-        }
-
-        name = p;
-        while (p < end && *p != '=' && *p != ';' && *p != ' ') {
-            p++;
-        }
-
-        plen = p - name;
-
-        while (p < end && *p == ' ') {
-            p++;
-        }
-
-        if (p == end || *p != '=') {
-            continue;
-        }
-
-        p++;
-
-        while (p < end && *p == ' ') {
-            p++;
-        }
-
-        n = 0;
-
-        if (p < end && *p == '"') {
-            for (p++; p < end && *p != '"'; p++) {
-                if (*p == '\\' && p + 1 < end) {
-                    p++;
-                }
-
-                if (plen == 8 && strncasecmp(name, "boundary", 8) == 0) {
-                    if (n + 1 >= out_size) {
-                        return MM_EBADDATA;
-                    }
-                    out[n++] = *p;
-                }
-            }
-
-            if (p == end) {
-                return MM_EBADDATA;         /* unterminated quote */
-            }
-
-            p++;
-
-        } else {
-            for ( /* void */ ; p < end && *p != ';' && *p != ' '
-                               && *p != '\t'; p++)
-            {
-                if (plen == 8 && strncasecmp(name, "boundary", 8) == 0) {
-                    if (n + 1 >= out_size) {
-                        return MM_EBADDATA;
-                    }
-                    out[n++] = *p;
-                }
-            }
-        }
-
-        if (plen != 8 || strncasecmp(name, "boundary", 8) != 0) {
-            continue;
-        }
-
-        /* 1..70 bchars, not ending in a space */
-
-        if (n == 0 || n > MM_MULTIPART_BOUNDARY_MAX || out[n - 1] == ' ') {
-            return MM_EBADDATA;
-        }
-
-        for (i = 0; i < n; i++) {
-            if (!mm_multipart_bchar((unsigned char) out[i])) {
-                return MM_EBADDATA;
-            }
-        }
-
-        out[n] = '\0';
-        *out_len = n;
-
-        return MM_OK;
+    if (mm_multipart_find_param(p, end, "boundary", out, out_size, &n)
+        != MM_OK
+        || n == 0 || n >= out_size || n > MM_MULTIPART_BOUNDARY_MAX
+        || out[n - 1] == ' ')
+    {
+        return MM_EBADDATA;
     }
 
-    return MM_EBADDATA;
+    for (i = 0; i < n; i++) {
+        if (!mm_multipart_bchar((unsigned char) out[i])) {
+            return MM_EBADDATA;
+        }
+    }
+
+    *out_len = n;
+
+    return MM_OK;
 }
 
 
@@ -426,91 +443,20 @@ mm_multipart_finish(mm_multipart_t *mp)
 /* --- part headers --- */
 
 
-/* value of a Content-Disposition parameter (token or quoted string) */
+/* a Content-Disposition parameter: sets *found when it is there */
 static void
 mm_multipart_param(const char *v, const char *end, const char *name,
     char *out, size_t out_size, unsigned *found)
 {
-    size_t       nlen, n;
-    const char  *p, *pname;
+    size_t  len;
 
-    nlen = strlen(name);
-    p = v;
-
-    /* skip the disposition type */
-    while (p < end && *p != ';') {
-        p++;
+    /* after the disposition type */
+    while (v < end && *v != ';') {
+        v++;
     }
 
-    while (p < end) {
-        while (p < end && (*p == ';' || *p == ' ' || *p == '\t')) {
-            p++;
-        }
-
-        pname = p;
-        while (p < end && *p != '=' && *p != ';' && *p != ' ') {
-            p++;
-        }
-
-        n = p - pname;
-
-        while (p < end && *p == ' ') {
-            p++;
-        }
-
-        if (p == end || *p != '=') {
-            continue;
-        }
-
-        p++;
-
-        while (p < end && *p == ' ') {
-            p++;
-        }
-
-        if (n == nlen && strncasecmp(pname, name, n) == 0) {
-            *found = 1;
-            n = 0;
-
-            if (p < end && *p == '"') {
-                for (p++; p < end && *p != '"'; p++) {
-                    if (*p == '\\' && p + 1 < end) {
-                        p++;
-                    }
-                    if (n + 1 < out_size) {
-                        out[n++] = *p;
-                    }
-                }
-
-            } else {
-                for ( /* void */ ; p < end && *p != ';' && *p != ' '; p++) {
-                    if (n + 1 < out_size) {
-                        out[n++] = *p;
-                    }
-                }
-            }
-
-            out[n] = '\0';
-            return;
-        }
-
-        /* skip this value */
-
-        if (p < end && *p == '"') {
-            for (p++; p < end && *p != '"'; p++) {
-                if (*p == '\\' && p + 1 < end) {
-                    p++;
-                }
-            }
-            if (p < end) {
-                p++;
-            }
-
-        } else {
-            while (p < end && *p != ';') {
-                p++;
-            }
-        }
+    if (mm_multipart_find_param(v, end, name, out, out_size, &len) == MM_OK) {
+        *found = 1;
     }
 }
 

@@ -156,6 +156,8 @@ struct ngx_http_media_job_s {
     /* results */
     ngx_uint_t                      status;
     mm_buf_t                        out;            /* JSON body */
+    ngx_str_t                      *type;           /* of a 200's out,
+                                                       NULL: JSON */
     unsigned                        www_authenticate:1;
     unsigned                        db_failed:1;
 };
@@ -176,6 +178,14 @@ void ngx_http_media_json_error(mm_buf_t *b, const char *code,
     const char *message);
 ngx_int_t ngx_http_media_read_body(ngx_http_request_t *r, char **body,
     size_t *len);
+ngx_int_t ngx_http_media_add_header(ngx_http_request_t *r, const char *key,
+    const char *value);
+void ngx_http_media_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message);
+void ngx_http_media_job_answer(ngx_http_request_t *r,
+    ngx_http_media_job_t *job);
+ngx_int_t ngx_http_media_token(ngx_http_request_t *r, char *hash);
+char *ngx_http_media_base_url(ngx_http_request_t *r);
 
 /* ngx_http_media_db.c */
 ngx_int_t ngx_http_media_job_post(ngx_http_request_t *r,
@@ -184,6 +194,8 @@ PGconn *ngx_http_media_db(ngx_http_media_job_t *job);
 void ngx_http_media_db_reset(ngx_http_media_job_t *job);
 PGresult *ngx_http_media_db_exec(ngx_http_media_job_t *job, const char *sql,
     int nparams, const char *const *params);
+PGresult *ngx_http_media_db_query(ngx_http_media_job_t *job,
+    const char *sql, int nparams, const char *const *params);
 ngx_http_media_role_e ngx_http_media_db_auth(ngx_http_media_job_t *job,
     const char *token_hash, int64_t *token_id);
 void ngx_http_media_db_thread_exit(void);
@@ -193,6 +205,9 @@ ngx_int_t ngx_http_media_api_handler(ngx_http_request_t *r);
 void ngx_http_media_api_fail(ngx_http_media_job_t *job, ngx_uint_t status,
     const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+mm_json_doc_t *ngx_http_media_api_json(ngx_http_media_job_t *job,
+    const char *body, size_t len, int empty_ok, int object,
+    const mm_json_t **root);
 
 /* ngx_http_media_archive.c */
 void ngx_http_media_archive_create(ngx_http_media_job_t *job,

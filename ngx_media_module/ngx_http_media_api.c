@@ -60,8 +60,6 @@ typedef struct {
 
 static void ngx_http_media_api_body(ngx_http_request_t *r);
 static void ngx_http_media_api_run(ngx_http_media_job_t *job);
-static void ngx_http_media_api_done(ngx_http_request_t *r,
-    ngx_http_media_job_t *job);
 
 
 #define R(p, s, route, m)  { p, sizeof(p) - 1, s, route, m, 0 }
@@ -205,9 +203,7 @@ static void
 ngx_http_media_api_body(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    token, host;
     ngx_uint_t                   allowed;
-    ngx_table_elt_t             *h;
     ngx_http_media_api_t        *api;
     ngx_http_media_job_t        *job;
     ngx_http_media_main_conf_t  *mcf;
@@ -224,54 +220,31 @@ ngx_http_media_api_body(ngx_http_request_t *r)
     rc = ngx_http_media_api_route(r, api, &allowed);
 
     if (rc == NGX_HTTP_NOT_FOUND) {
-        rc = ngx_http_media_send_error(r, rc, "not_found", "no such endpoint");
-        ngx_http_finalize_request(r, rc);
+        ngx_http_media_finalize_error(r, rc, "not_found", "no such endpoint");
         return;
     }
 
     if (rc == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_media_add_header(r, "Allow", "GET, POST, DELETE")
+            != NGX_OK)
+        {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, POST, DELETE");
-
-        rc = ngx_http_media_send_error(r, rc, "method_not_allowed",
-                                       "this endpoint does not take "
-                                       "that method");
-        ngx_http_finalize_request(r, rc);
+        ngx_http_media_finalize_error(r, rc, "method_not_allowed",
+                                      "this endpoint does not take that "
+                                      "method");
         return;
     }
 
-    if (ngx_http_media_bearer(r, &token) != NGX_OK
-        || !mm_token_well_formed((char *) token.data, token.len))
-    {
-        r->headers_out.www_authenticate =
-                                     ngx_list_push(&r->headers_out.headers);
-        if (r->headers_out.www_authenticate == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        r->headers_out.www_authenticate->hash = 1;
-        ngx_str_set(&r->headers_out.www_authenticate->key,
-                    "WWW-Authenticate");
-        ngx_str_set(&r->headers_out.www_authenticate->value,
-                    "Bearer realm=\"media\"");
-
-        rc = ngx_http_media_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                       "unauthorized",
-                                       "send \"Authorization: Bearer "
-                                       "<token>\"");
-        ngx_http_finalize_request(r, rc);
+    if (ngx_http_media_token(r, api->token_hash) != NGX_OK) {
+        ngx_http_media_finalize_error(r, NGX_HTTP_UNAUTHORIZED,
+                                      "unauthorized",
+                                      "send \"Authorization: Bearer "
+                                      "<token>\"");
         return;
     }
-
-    mm_token_hash((char *) token.data, token.len, api->token_hash);
 
     if (ngx_http_media_read_body(r, &api->body, &api->body_len) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -281,79 +254,23 @@ ngx_http_media_api_body(ngx_http_request_t *r)
     api->method = r->method;
     api->now = ngx_time();
     api->args = ngx_http_media_api_cstr(r, r->args.data, r->args.len);
+    api->base = ngx_http_media_base_url(r);
 
-    if (r->headers_in.host) {
-        host = r->headers_in.host->value;
-
-    } else {
-        host = r->headers_in.server;
-    }
-
-    api->base = ngx_pnalloc(r->pool, sizeof("https://") + host.len);
     if (api->args == NULL || api->base == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    *ngx_sprintf((u_char *) api->base, "%s://%V",
-#if (NGX_HTTP_SSL)
-                 r->connection->ssl ? "https" : "http",
-#else
-                 "http",
-#endif
-                 &host) = '\0';
-
     job->mcf = mcf;
     job->data = api;
     job->run = ngx_http_media_api_run;
-    job->done = ngx_http_media_api_done;
+    job->done = ngx_http_media_job_answer;
 
     if (ngx_http_media_job_post(r, job) != NGX_OK) {
-        rc = ngx_http_media_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "busy", "the work queue is full");
-        ngx_http_finalize_request(r, rc);
+        ngx_http_media_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "busy", "the work queue is full");
         return;
     }
-}
-
-
-static void
-ngx_http_media_api_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
-{
-    ngx_int_t  rc;
-
-    if (job->db_failed) {
-        mm_buf_reset(&job->out);
-        job->out.failed = 0;
-        job->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        ngx_http_media_json_error(&job->out, "unavailable",
-                                  "the database is unavailable, retry later");
-    }
-
-    if (job->out.failed || job->status == 0) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (job->www_authenticate) {
-        r->headers_out.www_authenticate =
-                                     ngx_list_push(&r->headers_out.headers);
-        if (r->headers_out.www_authenticate == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        r->headers_out.www_authenticate->hash = 1;
-        ngx_str_set(&r->headers_out.www_authenticate->key,
-                    "WWW-Authenticate");
-        ngx_str_set(&r->headers_out.www_authenticate->value,
-                    "Bearer realm=\"media\", error=\"invalid_token\"");
-    }
-
-    rc = ngx_http_media_send_json(r, job->status, (u_char *) job->out.data,
-                                  job->out.len);
-
-    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -364,7 +281,7 @@ void
 ngx_http_media_api_fail(ngx_http_media_job_t *job, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
-    char     msg[512];
+    char     msg[1024];
     va_list  ap;
 
     va_start(ap, fmt);
@@ -378,30 +295,34 @@ ngx_http_media_api_fail(ngx_http_media_job_t *job, ngx_uint_t status,
 
 
 /*
- * Parses the body as a JSON object (an empty body is an empty object when
- * empty_ok). Returns the document, or NULL with the 400 already written.
+ * Parses a request body of JSON (an empty body is {} when empty_ok), whose
+ * root must be an object when object is set. Returns the document, or NULL
+ * with the 400 answer written.
  */
-static mm_json_doc_t *
-ngx_http_media_api_json(ngx_http_media_job_t *job, int empty_ok,
-    const mm_json_t **root)
+mm_json_doc_t *
+ngx_http_media_api_json(ngx_http_media_job_t *job, const char *body,
+    size_t len, int empty_ok, int object, const mm_json_t **root)
 {
-    ngx_http_media_api_t  *api = job->data;
-
     char            err[256];
-    mm_status_t     st;
     mm_json_doc_t  *doc;
 
-    if (api->body_len == 0 && empty_ok) {
-        st = mm_json_parse("{}", 2, &doc, root, err, sizeof(err));
-
-    } else {
-        st = mm_json_parse(api->body, api->body_len, &doc, root, err,
-                           sizeof(err));
+    if (len == 0 && empty_ok) {
+        body = "{}";
+        len = 2;
     }
 
-    if (st != MM_OK) {
+    if (mm_json_parse(len ? body : "", len, &doc, root, err, sizeof(err))
+        != MM_OK)
+    {
         ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
                                 "%s", err);
+        return NULL;
+    }
+
+    if (object && (*root)->type != MM_JSON_OBJECT) {
+        mm_json_doc_free(&doc);
+        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
+                                "expected an object");
         return NULL;
     }
 
@@ -476,6 +397,27 @@ ngx_http_media_api_put_episode(mm_buf_t *b, ngx_http_media_api_t *api,
 }
 
 
+/* answers with row 0 of res, or a 404 when there is none; clears res */
+static void
+ngx_http_media_api_episode_answer(ngx_http_media_job_t *job, PGresult *res,
+    ngx_uint_t status)
+{
+    ngx_http_media_api_t  *api = job->data;
+
+    if (PQntuples(res) == 0) {
+        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
+                                "no episode %lld", (long long) api->id);
+
+    } else {
+        job->status = status;
+        ngx_http_media_api_put_episode(&job->out, api, res, 0);
+        mm_buf_puts(&job->out, "\n");
+    }
+
+    PQclear(res);
+}
+
+
 static PGresult *
 ngx_http_media_api_get_episode(ngx_http_media_job_t *job, int64_t id)
 {
@@ -488,15 +430,9 @@ ngx_http_media_api_get_episode(ngx_http_media_job_t *job, int64_t id)
              ngx_http_media_episode_cols);
     params[0] = idbuf;
 
-    res = ngx_http_media_db_exec(job, sql, 1, params);
+    res = ngx_http_media_db_query(job, sql, 1, params);
 
     if (res == NULL) {
-        return NULL;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
-        job->db_failed = 1;
         return NULL;
     }
 
@@ -514,6 +450,8 @@ ngx_http_media_api_get_episode(ngx_http_media_job_t *job, int64_t id)
 static void
 ngx_http_media_api_token_create(ngx_http_media_job_t *job)
 {
+    ngx_http_media_api_t  *api = job->data;
+
     const char        *role, *name, *params[3];
     char               token[MM_TOKEN_LEN + 1], hash[MM_TOKEN_HASH_LEN + 1];
     size_t             role_len, name_len;
@@ -521,21 +459,17 @@ ngx_http_media_api_token_create(ngx_http_media_job_t *job)
     mm_json_doc_t     *doc;
     const mm_json_t   *root;
 
-    doc = ngx_http_media_api_json(job, 0, &root);
+    doc = ngx_http_media_api_json(job, api->body, api->body_len, 0, 1,
+                                  &root);
     if (doc == NULL) {
         return;
     }
 
-    if (root->type != MM_JSON_OBJECT
-        || !ngx_http_media_api_string(job, root, "role", 16, 1, &role,
-                                      &role_len)
+    if (!ngx_http_media_api_string(job, root, "role", 16, 1, &role,
+                                   &role_len)
         || !ngx_http_media_api_string(job, root, "name", 200, 1, &name,
                                       &name_len))
     {
-        if (job->status == 0) {
-            ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST,
-                                    "invalid_json", "expected an object");
-        }
         goto done;
     }
 
@@ -559,17 +493,11 @@ ngx_http_media_api_token_create(ngx_http_media_job_t *job)
     params[1] = role;
     params[2] = hash;
 
-    res = ngx_http_media_db_exec(job,
+    res = ngx_http_media_db_query(job,
               "INSERT INTO tokens (name, role, hash) VALUES ($1, $2, $3)"
               " RETURNING id", 3, params);
 
     if (res == NULL) {
-        goto done;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
-        job->db_failed = 1;
         goto done;
     }
 
@@ -671,15 +599,10 @@ ngx_http_media_api_episode_create(ngx_http_media_job_t *job)
     mm_json_doc_t     *doc;
     const mm_json_t   *root;
 
-    doc = ngx_http_media_api_json(job, 0, &root);
+    doc = ngx_http_media_api_json(job, api->body, api->body_len, 0, 1,
+                                  &root);
     if (doc == NULL) {
         return;
-    }
-
-    if (root->type != MM_JSON_OBJECT) {
-        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                "expected an object");
-        goto done;
     }
 
     if (!ngx_http_media_api_string(job, root, "mp3_url", MM_URL_MAX, 1,
@@ -731,11 +654,7 @@ ngx_http_media_api_episode_create(ngx_http_media_job_t *job)
         goto done;
     }
 
-    job->status = NGX_HTTP_CREATED;
-    ngx_http_media_api_put_episode(&job->out, api, res, 0);
-    mm_buf_puts(&job->out, "\n");
-
-    PQclear(res);
+    ngx_http_media_api_episode_answer(job, res, NGX_HTTP_CREATED);
 
 done:
 
@@ -847,14 +766,8 @@ ngx_http_media_api_episode_list(ngx_http_media_job_t *job)
     snprintf(sql, sizeof(sql), "SELECT %s FROM episodes WHERE id > $1"
              " ORDER BY id LIMIT $2", ngx_http_media_episode_cols);
 
-    res = ngx_http_media_db_exec(job, sql, 2, params);
+    res = ngx_http_media_db_query(job, sql, 2, params);
     if (res == NULL) {
-        return;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
-        job->db_failed = 1;
         return;
     }
 
@@ -895,11 +808,7 @@ ngx_http_media_api_episode_get(ngx_http_media_job_t *job)
         return;
     }
 
-    job->status = NGX_HTTP_OK;
-    ngx_http_media_api_put_episode(&job->out, api, res, 0);
-    mm_buf_puts(&job->out, "\n");
-
-    PQclear(res);
+    ngx_http_media_api_episode_answer(job, res, NGX_HTTP_OK);
 }
 
 
@@ -915,18 +824,13 @@ ngx_http_media_api_episode_private(ngx_http_media_job_t *job)
     mm_json_doc_t     *doc;
     const mm_json_t   *root, *v;
 
-    doc = ngx_http_media_api_json(job, 1, &root);
+    doc = ngx_http_media_api_json(job, api->body, api->body_len, 1, 1,
+                                  &root);
     if (doc == NULL) {
         return;
     }
 
     priv = 1;
-
-    if (root->type != MM_JSON_OBJECT) {
-        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                "expected an object");
-        goto done;
-    }
 
     v = mm_json_get(root, "private");
     if (v != NULL && !mm_json_get_bool(root, "private", &priv)) {
@@ -943,28 +847,12 @@ ngx_http_media_api_episode_private(ngx_http_media_job_t *job)
              " updated_at = now() WHERE id = $1 RETURNING %s",
              ngx_http_media_episode_cols);
 
-    res = ngx_http_media_db_exec(job, sql, 2, params);
+    res = ngx_http_media_db_query(job, sql, 2, params);
     if (res == NULL) {
         goto done;
     }
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
-        job->db_failed = 1;
-        goto done;
-    }
-
-    if (PQntuples(res) == 0) {
-        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
-                                "no episode %lld", (long long) api->id);
-
-    } else {
-        job->status = NGX_HTTP_OK;
-        ngx_http_media_api_put_episode(&job->out, api, res, 0);
-        mm_buf_puts(&job->out, "\n");
-    }
-
-    PQclear(res);
+    ngx_http_media_api_episode_answer(job, res, NGX_HTTP_OK);
 
 done:
 
@@ -987,18 +875,13 @@ ngx_http_media_api_episode_sign(ngx_http_media_job_t *job)
     mm_json_doc_t     *doc;
     const mm_json_t   *root, *v;
 
-    doc = ngx_http_media_api_json(job, 1, &root);
+    doc = ngx_http_media_api_json(job, api->body, api->body_len, 1, 1,
+                                  &root);
     if (doc == NULL) {
         return;
     }
 
     ttl = job->mcf->sign_max_ttl;
-
-    if (root->type != MM_JSON_OBJECT) {
-        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                "expected an object");
-        goto done;
-    }
 
     v = mm_json_get(root, "ttl");
     if (v != NULL
@@ -1163,7 +1046,8 @@ ngx_http_media_api_events(ngx_http_media_job_t *job)
     mm_json_doc_t     *doc;
     const mm_json_t   *root;
 
-    doc = ngx_http_media_api_json(job, 0, &root);
+    doc = ngx_http_media_api_json(job, api->body, api->body_len, 0, 0,
+                                  &root);
     if (doc == NULL) {
         return;
     }
@@ -1250,7 +1134,7 @@ ngx_http_media_api_stats(ngx_http_media_job_t *job)
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long) api->id);
     params[0] = idbuf;
 
-    res = ngx_http_media_db_exec(job,
+    res = ngx_http_media_db_query(job,
               "SELECT count(*),"
               " count(*) FILTER (WHERE status BETWEEN 200 AND 299),"
               " coalesce(sum(bytes), 0),"
@@ -1261,12 +1145,6 @@ ngx_http_media_api_stats(ngx_http_media_job_t *job)
               " FROM events WHERE episode_id = $1", 1, params);
 
     if (res == NULL) {
-        return;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
-        job->db_failed = 1;
         return;
     }
 

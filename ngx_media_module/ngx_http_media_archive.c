@@ -46,7 +46,6 @@ typedef struct {
     const char                 *message;
     ngx_str_t                   disposition;
     unsigned                    header_added:1;
-    unsigned                    www_authenticate:1;
 } ngx_http_media_archive_ctx_t;
 
 
@@ -325,19 +324,9 @@ ngx_http_media_archive_create(ngx_http_media_job_t *job, const char *body,
 
     mm_buf_init(&urls);
 
-    if (mm_json_parse(body_len ? body : "", body_len, &doc, &root, err,
-                      sizeof(err))
-        != MM_OK)
-    {
-        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                "%s", err);
+    doc = ngx_http_media_api_json(job, body, body_len, 0, 1, &root);
+    if (doc == NULL) {
         return;
-    }
-
-    if (root->type != MM_JSON_OBJECT) {
-        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                "expected an object");
-        goto done;
     }
 
     /* urls: 1..1000 absolute http(s) URLs without credentials */
@@ -572,7 +561,7 @@ ngx_http_media_archive_status(ngx_http_media_job_t *job, const char *hash,
 
     params[0] = hash;
 
-    res = ngx_http_media_db_exec(job,
+    res = ngx_http_media_db_query(job,
               "SELECT id, status, name, token_id, files_total, error,"
               " " NGX_HTTP_MEDIA_TS("created_at") ","
               " " NGX_HTTP_MEDIA_TS("completed_at") ","
@@ -581,12 +570,6 @@ ngx_http_media_archive_status(ngx_http_media_job_t *job, const char *hash,
               " FROM archives WHERE hash = $1", 1, params);
 
     if (res == NULL) {
-        return;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
-        job->db_failed = 1;
         return;
     }
 
@@ -790,38 +773,13 @@ static ngx_int_t
 ngx_http_media_archive_deny(ngx_http_request_t *r,
     ngx_http_media_archive_ctx_t *ctx)
 {
-    ngx_int_t  rc;
-
-    if (ctx->www_authenticate) {
-        r->headers_out.www_authenticate =
-                                     ngx_list_push(&r->headers_out.headers);
-        if (r->headers_out.www_authenticate == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        r->headers_out.www_authenticate->hash = 1;
-        ngx_str_set(&r->headers_out.www_authenticate->key,
-                    "WWW-Authenticate");
-        ngx_str_set(&r->headers_out.www_authenticate->value,
-                    "Bearer realm=\"media\"");
+    if (ctx->status == NGX_HTTP_NOT_ALLOWED
+        && ngx_http_media_add_header(r, "Allow", "GET, HEAD") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->status == NGX_HTTP_NOT_ALLOWED) {
-        ngx_table_elt_t  *h;
-
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, HEAD");
-    }
-
-    rc = ngx_http_media_send_error(r, ctx->status, ctx->code, ctx->message);
-
-    ngx_http_finalize_request(r, rc);
+    ngx_http_media_finalize_error(r, ctx->status, ctx->code, ctx->message);
 
     return NGX_DONE;
 }
@@ -831,21 +789,17 @@ static ngx_int_t
 ngx_http_media_archive_decided(ngx_http_request_t *r,
     ngx_http_media_archive_ctx_t *ctx)
 {
-    ngx_table_elt_t  *h;
-
     if (ctx->status != 0) {
         return ngx_http_media_archive_deny(r, ctx);
     }
 
     if (!ctx->header_added) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_media_add_header(r, "Content-Disposition",
+                                      (char *) ctx->disposition.data)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Content-Disposition");
-        h->value = ctx->disposition;
 
         ctx->header_added = 1;
     }
@@ -871,7 +825,7 @@ ngx_http_media_archive_refuse(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_media_archive_access(ngx_http_request_t *r)
 {
-    ngx_str_t                         hash, token;
+    ngx_str_t                         hash;
     ngx_pool_cleanup_t               *cln;
     ngx_http_media_job_t             *job;
     ngx_http_media_loc_conf_t        *lcf;
@@ -909,10 +863,13 @@ ngx_http_media_archive_access(ngx_http_request_t *r)
                    "method_not_allowed", "use GET or HEAD");
     }
 
-    if (ngx_http_media_bearer(r, &token) != NGX_OK
-        || !mm_token_well_formed((char *) token.data, token.len))
-    {
-        ctx->www_authenticate = 1;
+    job = ngx_pcalloc(r->pool, sizeof(ngx_http_media_job_t));
+    lk = ngx_pcalloc(r->pool, sizeof(ngx_http_media_archive_lookup_t));
+    if (job == NULL || lk == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_media_token(r, lk->token_hash) != NGX_OK) {
         return ngx_http_media_archive_refuse(r, ctx, NGX_HTTP_UNAUTHORIZED,
                    "unauthorized", "send \"Authorization: Bearer <token>\"");
     }
@@ -926,14 +883,7 @@ ngx_http_media_archive_access(ngx_http_request_t *r)
                    "not_found", "no such archive");
     }
 
-    job = ngx_pcalloc(r->pool, sizeof(ngx_http_media_job_t));
-    lk = ngx_pcalloc(r->pool, sizeof(ngx_http_media_archive_lookup_t));
-    if (job == NULL || lk == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     ngx_memcpy(lk->hash, hash.data, MM_ARCHIVE_HASH_LEN);
-    mm_token_hash((char *) token.data, token.len, lk->token_hash);
 
     job->mcf = ngx_http_get_module_main_conf(r, ngx_http_media_module);
     job->data = lk;
@@ -970,18 +920,12 @@ ngx_http_media_archive_lookup_run(ngx_http_media_job_t *job)
 
     params[0] = lk->hash;
 
-    res = ngx_http_media_db_exec(job,
+    res = ngx_http_media_db_query(job,
               "SELECT status, name, token_id,"
               " coalesce(expires_at <= now(), false)"
               " FROM archives WHERE hash = $1", 1, params);
 
     if (res == NULL) {
-        return;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
-        job->db_failed = 1;
         return;
     }
 
@@ -1027,7 +971,6 @@ ngx_http_media_archive_lookup_done(ngx_http_request_t *r,
 
     } else if (lk->role == NGX_HTTP_MEDIA_ROLE_NONE) {
         ctx->status = NGX_HTTP_UNAUTHORIZED;
-        ctx->www_authenticate = 1;
         ctx->code = "unauthorized";
         ctx->message = "the token is unknown or revoked";
 

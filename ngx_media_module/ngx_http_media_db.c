@@ -212,6 +212,34 @@ ngx_http_media_db_exec(ngx_http_media_job_t *job, const char *sql,
 }
 
 
+/*
+ * As ngx_http_media_db_exec(), but any statement error is a failure too:
+ * NULL with job->db_failed set (the answer is a 503).
+ */
+PGresult *
+ngx_http_media_db_query(ngx_http_media_job_t *job, const char *sql,
+    int nparams, const char *const *params)
+{
+    PGresult  *res;
+
+    res = ngx_http_media_db_exec(job, sql, nparams, params);
+
+    if (res == NULL) {
+        return NULL;
+    }
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK
+        && PQresultStatus(res) != PGRES_COMMAND_OK)
+    {
+        PQclear(res);
+        job->db_failed = 1;
+        return NULL;
+    }
+
+    return res;
+}
+
+
 ngx_http_media_role_e
 ngx_http_media_db_auth(ngx_http_media_job_t *job, const char *token_hash,
     int64_t *token_id)

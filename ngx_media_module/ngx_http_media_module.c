@@ -880,6 +880,158 @@ ngx_http_media_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
 
 /*
+ * Adds a response header; key and value must outlive the request (literals
+ * or r->pool). A WWW-Authenticate header is also r->headers_out's.
+ */
+ngx_int_t
+ngx_http_media_add_header(ngx_http_request_t *r, const char *key,
+    const char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    if (ngx_strcmp(key, "WWW-Authenticate") == 0) {
+        r->headers_out.www_authenticate = h;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a JSON error (a 401 with its WWW-Authenticate), finalizing the request */
+void
+ngx_http_media_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    if (status == NGX_HTTP_UNAUTHORIZED
+        && ngx_http_media_add_header(r, "WWW-Authenticate",
+                                     "Bearer realm=\"media\"")
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_finalize_request(r,
+                              ngx_http_media_send_error(r, status, code,
+                                                        message));
+}
+
+
+/*
+ * The answer of a pool-thread job back on the event loop: job->status and
+ * the JSON in job->out, a 503 when the database failed, finalizing the
+ * request.
+ */
+void
+ngx_http_media_job_answer(ngx_http_request_t *r, ngx_http_media_job_t *job)
+{
+    ngx_int_t  rc;
+
+    if (job->db_failed) {
+        mm_buf_reset(&job->out);
+        job->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_http_media_json_error(&job->out, "unavailable",
+                                  "the database is unavailable, retry later");
+    }
+
+    if (job->out.failed || job->status == 0) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (job->www_authenticate
+        && ngx_http_media_add_header(r, "WWW-Authenticate",
+                                     "Bearer realm=\"media\", "
+                                     "error=\"invalid_token\"")
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (job->type != NULL && job->status == NGX_HTTP_OK) {
+        rc = ngx_http_media_send(r, job->status, job->type,
+                                 (u_char *) job->out.data, job->out.len);
+
+    } else {
+        rc = ngx_http_media_send_json(r, job->status,
+                                      (u_char *) job->out.data, job->out.len);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The request's bearer token, hashed into hash (MM_TOKEN_HASH_LEN + 1
+ * bytes): NGX_OK; NGX_DECLINED without an Authorization header; NGX_ERROR
+ * when it is not "Bearer <a well-formed token>".
+ */
+ngx_int_t
+ngx_http_media_token(ngx_http_request_t *r, char *hash)
+{
+    ngx_int_t  rc;
+    ngx_str_t  token;
+
+    rc = ngx_http_media_bearer(r, &token);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!mm_token_well_formed((char *) token.data, token.len)) {
+        return NGX_ERROR;
+    }
+
+    mm_token_hash((char *) token.data, token.len, hash);
+
+    return NGX_OK;
+}
+
+
+/* "http://host" or "https://host" of the request, for links; in r->pool */
+char *
+ngx_http_media_base_url(ngx_http_request_t *r)
+{
+    char       *base;
+    ngx_str_t   host;
+
+    if (r->headers_in.host) {
+        host = r->headers_in.host->value;
+
+    } else {
+        host = r->headers_in.server;
+    }
+
+    base = ngx_pnalloc(r->pool, sizeof("https://") + host.len);
+    if (base == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf((u_char *) base, "%s://%V",
+#if (NGX_HTTP_SSL)
+                 r->connection->ssl ? "https" : "http",
+#else
+                 "http",
+#endif
+                 &host) = '\0';
+
+    return base;
+}
+
+
+/*
  * The whole request body as one NUL-terminated string in r->pool (""
  * when there is none); a body that outgrew client_body_buffer_size is read
  * back from its temp file.

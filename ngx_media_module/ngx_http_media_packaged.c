@@ -104,9 +104,6 @@ static void ngx_http_media_pkg_body(ngx_http_request_t *r);
 static void ngx_http_media_pkg_run(ngx_http_media_job_t *job);
 static void ngx_http_media_pkg_done(ngx_http_request_t *r,
     ngx_http_media_job_t *job);
-static void ngx_http_media_pkg_fail(ngx_http_media_job_t *job,
-    ngx_uint_t status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 static ngx_int_t ngx_http_media_protect_access(ngx_http_request_t *r);
 static void ngx_http_media_protect_cleanup(void *data);
 static void ngx_http_media_protect_run(ngx_http_media_job_t *job);
@@ -453,51 +450,6 @@ ngx_http_media_packager_ring(ngx_http_media_main_conf_t *mcf,
 /* --- helpers --- */
 
 
-static ngx_int_t
-ngx_http_media_pkg_header(ngx_http_request_t *r, const char *key,
-    const char *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value.data = (u_char *) value;
-    h->value.len = ngx_strlen(value);
-
-    if (ngx_strcmp(key, "WWW-Authenticate") == 0) {
-        r->headers_out.www_authenticate = h;
-    }
-
-    return NGX_OK;
-}
-
-
-/* a JSON error, finalizing the request */
-static void
-ngx_http_media_pkg_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message)
-{
-    if (status == NGX_HTTP_UNAUTHORIZED
-        && ngx_http_media_pkg_header(r, "WWW-Authenticate",
-                                     "Bearer realm=\"media\"")
-           != NGX_OK)
-    {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ngx_http_finalize_request(r,
-                              ngx_http_media_send_error(r, status, code,
-                                                        message));
-}
-
-
 /* 204 for a CORS preflight; the location's add_header supplies the rest */
 static ngx_int_t
 ngx_http_media_pkg_preflight(ngx_http_request_t *r)
@@ -513,7 +465,7 @@ ngx_http_media_pkg_preflight(ngx_http_request_t *r)
     r->headers_out.content_length_n = 0;
     r->header_only = 1;
 
-    if (ngx_http_media_pkg_header(r, "Access-Control-Max-Age", "86400")
+    if (ngx_http_media_add_header(r, "Access-Control-Max-Age", "86400")
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -524,17 +476,20 @@ ngx_http_media_pkg_preflight(ngx_http_request_t *r)
 
 
 /*
- * Checks exp/kid/sig of the request against prefix. MM_OK, MM_ENOTFOUND
- * (no sig argument) or the verification's failure.
+ * The signature half of "a bearer token or a signature over the prefix":
+ * exp/kid/sig of the request checked against prefix. NGX_OK when it
+ * verifies, NGX_DECLINED without a sig argument, NGX_DONE when refused
+ * (the 403 is sent and the request finalized).
  */
-static mm_status_t
+static ngx_int_t
 ngx_http_media_pkg_signed(ngx_http_request_t *r, ngx_str_t *prefix)
 {
+    mm_status_t                  st;
     ngx_str_t                    exp, kid, sig;
     ngx_http_media_main_conf_t  *mcf;
 
     if (ngx_http_arg(r, (u_char *) "sig", 3, &sig) != NGX_OK) {
-        return MM_ENOTFOUND;
+        return NGX_DECLINED;
     }
 
     if (ngx_http_arg(r, (u_char *) "exp", 3, &exp) != NGX_OK) {
@@ -548,24 +503,38 @@ ngx_http_media_pkg_signed(ngx_http_request_t *r, ngx_str_t *prefix)
     mcf = ngx_http_get_module_main_conf(r, ngx_http_media_module);
 
     if (mcf->sign_keys == NULL || mcf->sign_keys->nelts == 0) {
-        return MM_EFORGED;
+        st = MM_EFORGED;
+
+    } else {
+        st = mm_sign_check(mcf->sign_keys->elts, mcf->sign_keys->nelts,
+                           (char *) prefix->data, prefix->len,
+                           (char *) kid.data, kid.len,
+                           (char *) exp.data, exp.len,
+                           (char *) sig.data, sig.len,
+                           (int64_t) ngx_time(), mcf->sign_max_ttl);
     }
 
-    return mm_sign_check(mcf->sign_keys->elts, mcf->sign_keys->nelts,
-                         (char *) prefix->data, prefix->len,
-                         (char *) kid.data, kid.len,
-                         (char *) exp.data, exp.len,
-                         (char *) sig.data, sig.len,
-                         (int64_t) ngx_time(), mcf->sign_max_ttl);
-}
+    if (st == MM_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "media: signed \"%V\"", prefix);
+        return NGX_OK;
+    }
 
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "media: signed URL refused: %s", mm_strstatus(st));
 
-static const char *
-ngx_http_media_pkg_sign_error(mm_status_t st)
-{
-    return st == MM_EEXPIRED ? "the signed URL has expired"
-                             : "the signature does not match this content "
-                               "or its lifetime is longer than allowed";
+    if (st == MM_EEXPIRED) {
+        ngx_http_media_finalize_error(r, NGX_HTTP_FORBIDDEN,
+                                      "expired_signature",
+                                      "the signed URL has expired");
+        return NGX_DONE;
+    }
+
+    ngx_http_media_finalize_error(r, NGX_HTTP_FORBIDDEN, "invalid_signature",
+                                  "the signature does not match this "
+                                  "content or its lifetime is longer than "
+                                  "allowed");
+    return NGX_DONE;
 }
 
 
@@ -624,9 +593,9 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
 {
     u_char                      *p, *end, *after;
     int64_t                      id;
-    ngx_str_t                    token, host, prefix;
+    ngx_int_t                    rc;
+    ngx_str_t                    prefix;
     ngx_uint_t                   i, found;
-    mm_status_t                  st;
     const char                  *allow;
     ngx_http_media_pkg_t        *pk;
     ngx_http_media_job_t        *job;
@@ -685,78 +654,62 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
     }
 
     if (!found) {
-        ngx_http_media_pkg_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                 "no such endpoint");
+        ngx_http_media_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no such endpoint");
         return;
     }
 
     if (i == sizeof(ngx_http_media_pkg_routes)
              / sizeof(ngx_http_media_pkg_routes[0]))
     {
-        if (ngx_http_media_pkg_header(r, "Allow", allow) != NGX_OK) {
+        if (ngx_http_media_add_header(r, "Allow", allow) != NGX_OK) {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
-        ngx_http_media_pkg_error(r, NGX_HTTP_NOT_ALLOWED,
-                                 "method_not_allowed",
-                                 "this endpoint does not take that method");
+        ngx_http_media_finalize_error(r, NGX_HTTP_NOT_ALLOWED,
+                                      "method_not_allowed",
+                                      "this endpoint does not take that "
+                                      "method");
         return;
     }
 
     /* who: a bearer token (checked by the job) or, for a license, the
        content's signature */
 
-    switch (ngx_http_media_bearer(r, &token)) {
+    rc = ngx_http_media_token(r, pk->token_hash);
 
-    case NGX_OK:
-        if (!mm_token_well_formed((char *) token.data, token.len)) {
-            ngx_http_media_pkg_error(r, NGX_HTTP_UNAUTHORIZED,
-                                     "unauthorized",
-                                     "the bearer token is not valid");
-            return;
-        }
-
-        mm_token_hash((char *) token.data, token.len, pk->token_hash);
-        pk->has_token = 1;
-        break;
-
-    case NGX_ERROR:
-        ngx_http_media_pkg_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                 "expected \"Authorization: Bearer ...\"");
+    if (rc == NGX_ERROR) {
+        ngx_http_media_finalize_error(r, NGX_HTTP_UNAUTHORIZED,
+                                      "unauthorized",
+                                      "expected \"Authorization: Bearer "
+                                      "<token>\"");
         return;
-
-    default:
-        break;
     }
+
+    pk->has_token = (rc == NGX_OK);
 
     if (!pk->has_token && pk->route == NGX_HTTP_MEDIA_PKG_LICENSE) {
         prefix.data = buf;
         prefix.len = ngx_sprintf(buf, "/packaged/%L/", pk->id) - buf;
 
-        st = ngx_http_media_pkg_signed(r, &prefix);
+        rc = ngx_http_media_pkg_signed(r, &prefix);
 
-        if (st == MM_OK) {
-            pk->signed_ok = 1;
-
-        } else if (st != MM_ENOTFOUND) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "media: license signature refused: %s",
-                          mm_strstatus(st));
-            ngx_http_media_pkg_error(r, NGX_HTTP_FORBIDDEN,
-                                     st == MM_EEXPIRED ? "expired_signature"
-                                                       : "invalid_signature",
-                                     ngx_http_media_pkg_sign_error(st));
+        if (rc == NGX_DONE) {
             return;
         }
+
+        pk->signed_ok = (rc == NGX_OK);
     }
 
     if (!pk->has_token && !pk->signed_ok) {
-        ngx_http_media_pkg_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                 pk->route == NGX_HTTP_MEDIA_PKG_LICENSE
-                                 ? "send a bearer token or use the signed "
-                                   "URL's exp/kid/sig"
-                                 : "send \"Authorization: Bearer <token>\"");
+        ngx_http_media_finalize_error(r, NGX_HTTP_UNAUTHORIZED,
+                                      "unauthorized",
+                                      pk->route == NGX_HTTP_MEDIA_PKG_LICENSE
+                                      ? "send a bearer token or use the "
+                                        "signed URL's exp/kid/sig"
+                                      : "send \"Authorization: Bearer "
+                                        "<token>\"");
         return;
     }
 
@@ -765,26 +718,11 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
         return;
     }
 
-    if (r->headers_in.host) {
-        host = r->headers_in.host->value;
-
-    } else {
-        host = r->headers_in.server;
-    }
-
-    pk->base = ngx_pnalloc(r->pool, sizeof("https://") + host.len);
+    pk->base = ngx_http_media_base_url(r);
     if (pk->base == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-
-    *ngx_sprintf((u_char *) pk->base, "%s://%V",
-#if (NGX_HTTP_SSL)
-                 r->connection->ssl ? "https" : "http",
-#else
-                 "http",
-#endif
-                 &host) = '\0';
 
     pk->now = ngx_time();
 
@@ -794,8 +732,8 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
     job->done = ngx_http_media_pkg_done;
 
     if (ngx_http_media_job_post(r, job) != NGX_OK) {
-        ngx_http_media_pkg_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, "busy",
-                                 "the work queue is full");
+        ngx_http_media_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "busy", "the work queue is full");
         return;
     }
 }
@@ -804,39 +742,15 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
 static void
 ngx_http_media_pkg_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
 {
-    ngx_int_t              rc;
     ngx_http_media_pkg_t  *pk = job->data;
 
     static ngx_str_t  raw_type = ngx_string("application/octet-stream");
-
-    if (job->db_failed) {
-        mm_buf_reset(&job->out);
-        job->out.failed = 0;
-        job->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        ngx_http_media_json_error(&job->out, "unavailable",
-                                  "the database is unavailable, retry later");
-    }
-
-    if (job->out.failed || job->status == 0) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (job->www_authenticate
-        && ngx_http_media_pkg_header(r, "WWW-Authenticate",
-                                     "Bearer realm=\"media\", "
-                                     "error=\"invalid_token\"")
-           != NGX_OK)
-    {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
 
     if (pk->route == NGX_HTTP_MEDIA_PKG_LICENSE
         || pk->route == NGX_HTTP_MEDIA_PKG_GET)
     {
         /* keys and short-lived URLs are not for caches */
-        if (ngx_http_media_pkg_header(r, "Cache-Control", "no-store")
+        if (ngx_http_media_add_header(r, "Cache-Control", "no-store")
             != NGX_OK)
         {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -844,62 +758,15 @@ ngx_http_media_pkg_done(ngx_http_request_t *r, ngx_http_media_job_t *job)
         }
     }
 
-    if (pk->raw_key && job->status == NGX_HTTP_OK) {
-        rc = ngx_http_media_send(r, job->status, &raw_type,
-                                 (u_char *) job->out.data, job->out.len);
-
-    } else {
-        rc = ngx_http_media_send_json(r, job->status,
-                                      (u_char *) job->out.data, job->out.len);
+    if (pk->raw_key) {
+        job->type = &raw_type;
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_media_job_answer(r, job);
 }
 
 
 /* --- media_packaging: pool-thread side --- */
-
-
-static void
-ngx_http_media_pkg_fail(ngx_http_media_job_t *job, ngx_uint_t status,
-    const char *code, const char *fmt, ...)
-{
-    char     msg[1024];
-    va_list  ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-
-    job->status = status;
-    mm_buf_reset(&job->out);
-    ngx_http_media_json_error(&job->out, code, msg);
-}
-
-
-/* runs sql; NULL (answer already set) when it failed */
-static PGresult *
-ngx_http_media_pkg_query(ngx_http_media_job_t *job, const char *sql,
-    int nparams, const char *const *params)
-{
-    PGresult  *res;
-
-    res = ngx_http_media_db_exec(job, sql, nparams, params);
-
-    if (res == NULL) {
-        return NULL;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK
-        && PQresultStatus(res) != PGRES_COMMAND_OK)
-    {
-        PQclear(res);
-        job->db_failed = 1;
-        return NULL;
-    }
-
-    return res;
-}
 
 
 /* may this caller see a row owned by owner (text, "" for none)? */
@@ -927,7 +794,7 @@ ngx_http_media_pkg_input(ngx_http_media_job_t *job)
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long) pk->id);
     params[0] = idbuf;
 
-    res = ngx_http_media_pkg_query(job,
+    res = ngx_http_media_db_query(job,
               "SELECT coalesce(owner::text, ''), size, sha256, status,"
               " coalesce(error, ''),"
               " to_char(created_at AT TIME ZONE 'UTC',"
@@ -947,7 +814,7 @@ ngx_http_media_pkg_input(ngx_http_media_job_t *job)
                                                         PQgetvalue(res, 0, 0)))
     {
         PQclear(res);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
+        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
                                 "no input content %lld", (long long) pk->id);
         return;
     }
@@ -1002,7 +869,7 @@ ngx_http_media_pkg_verdict(ngx_http_media_job_t *job, const char *idbuf,
     }
 
     if (strcmp(status, "invalid") == 0) {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_UNPROCESSABLE_ENTITY,
+        ngx_http_media_api_fail(job, NGX_HTTP_UNPROCESSABLE_ENTITY,
                                 "unsupported_input", "%s",
                                 error[0] ? error : "the input is not "
                                 "H.264+AAC in MP4/MOV");
@@ -1027,7 +894,7 @@ ngx_http_media_pkg_verdict(ngx_http_media_job_t *job, const char *idbuf,
 
     } else {
         mm_buf_free(&json);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
+        ngx_http_media_api_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "probe_failed", "cannot probe the input: %s",
                                 err);
         return 0;
@@ -1035,7 +902,7 @@ ngx_http_media_pkg_verdict(ngx_http_media_job_t *job, const char *idbuf,
 
     if (json.failed) {
         mm_buf_free(&json);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_http_media_api_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                 "internal", "out of memory");
         return 0;
     }
@@ -1045,7 +912,7 @@ ngx_http_media_pkg_verdict(ngx_http_media_job_t *job, const char *idbuf,
     params[2] = json.len ? json.data : NULL;
     params[3] = ready ? NULL : msg;
 
-    res = ngx_http_media_pkg_query(job,
+    res = ngx_http_media_db_query(job,
               "UPDATE input_content SET status = $2, probe = $3::jsonb,"
               " error = $4, updated_at = now()"
               " WHERE id = $1 AND status IN ('uploaded', 'probing')",
@@ -1060,7 +927,7 @@ ngx_http_media_pkg_verdict(ngx_http_media_job_t *job, const char *idbuf,
     PQclear(res);
 
     if (!ready) {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_UNPROCESSABLE_ENTITY,
+        ngx_http_media_api_fail(job, NGX_HTTP_UNPROCESSABLE_ENTITY,
                                 "unsupported_input", "%s", msg);
     }
 
@@ -1073,36 +940,26 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
 {
     ngx_http_media_pkg_t  *pk = job->data;
 
-    char              idbuf[32], owner[32], err[256];
+    char              idbuf[32], owner[32];
     char              key_hex[MM_CLEARKEY_HEX_LEN + 1];
     char              kid_hex[MM_CLEARKEY_HEX_LEN + 1];
     size_t            i;
     int64_t           input;
     const char       *params[5];
     PGresult         *res;
-    mm_status_t       st;
     mm_json_doc_t    *doc;
     const mm_json_t  *root, *v, *ladder;
     unsigned char     k[2][MM_CLEARKEY_LEN];
 
     static const char  *fields[] = { "key", "kid" };
 
-    st = mm_json_parse(pk->body, pk->body_len, &doc, &root, err,
-                       sizeof(err));
-    if (st != MM_OK) {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                "%s", err);
+    doc = ngx_http_media_api_json(job, pk->body, pk->body_len, 0, 1, &root);
+    if (doc == NULL) {
         return;
     }
 
-    if (root->type != MM_JSON_OBJECT) {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                "expected an object");
-        goto done;
-    }
-
     if (!mm_json_get_int64(root, "input_content_id", &input) || input <= 0) {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_field",
+        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST, "invalid_field",
                                 "\"input_content_id\" must be a positive "
                                 "integer");
         goto done;
@@ -1114,7 +971,7 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
         if (v == NULL || v->type != MM_JSON_STRING
             || mm_clearkey_parse(v->u.str.s, v->u.str.len, k[i]) != MM_OK)
         {
-            ngx_http_media_pkg_fail(job, NGX_HTTP_BAD_REQUEST,
+            ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST,
                                     "invalid_field",
                                     "\"%s\" must be 16 bytes: 22 base64url "
                                     "characters (no padding) or 32 hex "
@@ -1130,7 +987,7 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
         if (ladder->type != MM_JSON_ARRAY || ladder->u.arr.n == 0
             || ladder->u.arr.n > NGX_HTTP_MEDIA_LADDER_MAX)
         {
-            ngx_http_media_pkg_fail(job, NGX_HTTP_BAD_REQUEST,
+            ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST,
                                     "invalid_field",
                                     "\"ladder\" must be an array of 1 to %d "
                                     "renditions", NGX_HTTP_MEDIA_LADDER_MAX);
@@ -1139,7 +996,7 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
 
         for (i = 0; i < ladder->u.arr.n; i++) {
             if (ladder->u.arr.items[i].type != MM_JSON_OBJECT) {
-                ngx_http_media_pkg_fail(job, NGX_HTTP_BAD_REQUEST,
+                ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST,
                                         "invalid_field",
                                         "\"ladder\"[%zu] must be an object "
                                         "(e.g. {\"height\":720,"
@@ -1160,7 +1017,7 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long) input);
     params[0] = idbuf;
 
-    res = ngx_http_media_pkg_query(job,
+    res = ngx_http_media_db_query(job,
               "SELECT coalesce(owner::text, ''), status, path,"
               " coalesce(error, '')"
               " FROM input_content WHERE id = $1", 1, params);
@@ -1173,7 +1030,7 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
         || !ngx_http_media_pkg_owns(pk, PQgetvalue(res, 0, 0)))
     {
         PQclear(res);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
+        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
                                 "no input content %lld", (long long) input);
         goto done;
     }
@@ -1196,7 +1053,7 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
     params[3] = kid_hex;
     params[4] = ladder ? pk->body : NULL;
 
-    res = ngx_http_media_pkg_query(job,
+    res = ngx_http_media_db_query(job,
               "INSERT INTO packaged_content"
               " (input_id, owner, key_hex, kid_hex, ladder)"
               " VALUES ($1, $2, $3, $4, $5::jsonb->'ladder')"
@@ -1244,7 +1101,7 @@ ngx_http_media_pkg_get(ngx_http_media_job_t *job)
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long) pk->id);
     params[0] = idbuf;
 
-    res = ngx_http_media_pkg_query(job,
+    res = ngx_http_media_db_query(job,
               "SELECT coalesce(owner::text, ''), status, progress,"
               " coalesce(error, ''), key_hex, kid_hex"
               " FROM packaged_content WHERE id = $1", 1, params);
@@ -1257,7 +1114,7 @@ ngx_http_media_pkg_get(ngx_http_media_job_t *job)
         || !ngx_http_media_pkg_owns(pk, PQgetvalue(res, 0, 0)))
     {
         PQclear(res);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
+        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
                                 "no packaged content %lld",
                                 (long long) pk->id);
         return;
@@ -1292,14 +1149,14 @@ ngx_http_media_pkg_get(ngx_http_media_job_t *job)
                              k[1]) != MM_OK)
     {
         PQclear(res);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_http_media_api_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                 "internal", "the stored key is malformed");
         return;
     }
 
     if (job->mcf->sign_keys == NULL || job->mcf->sign_keys->nelts == 0) {
         PQclear(res);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
+        ngx_http_media_api_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "not_configured", "no signing key is "
                                 "configured (media_sign_key)");
         return;
@@ -1312,7 +1169,7 @@ ngx_http_media_pkg_get(ngx_http_media_job_t *job)
 
     if (mm_sign_make(sk, prefix, len, exp, sig, sizeof(sig)) != MM_OK) {
         PQclear(res);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_http_media_api_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                 "internal", "signing failed");
         return;
     }
@@ -1357,7 +1214,7 @@ ngx_http_media_pkg_license(ngx_http_media_job_t *job)
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long) pk->id);
     params[0] = idbuf;
 
-    res = ngx_http_media_pkg_query(job,
+    res = ngx_http_media_db_query(job,
               "SELECT key_hex, kid_hex FROM packaged_content WHERE id = $1",
               1, params);
 
@@ -1367,7 +1224,7 @@ ngx_http_media_pkg_license(ngx_http_media_job_t *job)
 
     if (PQntuples(res) != 1) {
         PQclear(res);
-        ngx_http_media_pkg_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
+        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "not_found",
                                 "no packaged content %lld",
                                 (long long) pk->id);
         return;
@@ -1383,7 +1240,7 @@ ngx_http_media_pkg_license(ngx_http_media_job_t *job)
     PQclear(res);
 
     if (st != MM_OK) {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_http_media_api_fail(job, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                 "internal", "the stored key is malformed");
         return;
     }
@@ -1398,13 +1255,13 @@ ngx_http_media_pkg_license(ngx_http_media_job_t *job)
                             sizeof(type), err, sizeof(err))
         != MM_OK)
     {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_BAD_REQUEST,
+        ngx_http_media_api_fail(job, NGX_HTTP_BAD_REQUEST,
                                 "invalid_license_request", "%s", err);
         return;
     }
 
     if (!wanted) {
-        ngx_http_media_pkg_fail(job, NGX_HTTP_NOT_FOUND, "unknown_kid",
+        ngx_http_media_api_fail(job, NGX_HTTP_NOT_FOUND, "unknown_kid",
                                 "none of the requested key ids belongs to "
                                 "packaged content %lld", (long long) pk->id);
         return;
@@ -1430,7 +1287,7 @@ ngx_http_media_pkg_run(ngx_http_media_job_t *job)
 
         if (pk->role == NGX_HTTP_MEDIA_ROLE_NONE) {
             job->www_authenticate = 1;
-            ngx_http_media_pkg_fail(job, NGX_HTTP_UNAUTHORIZED,
+            ngx_http_media_api_fail(job, NGX_HTTP_UNAUTHORIZED,
                                     "unauthorized",
                                     "the token is unknown or revoked");
             return;
@@ -1527,7 +1384,7 @@ ngx_http_media_protect_fail(ngx_http_request_t *r,
 {
     ctx->state = NGX_HTTP_MEDIA_PROTECT_PASSED;
 
-    ngx_http_media_pkg_error(r, status, code, message);
+    ngx_http_media_finalize_error(r, status, code, message);
 
     return NGX_DONE;
 }
@@ -1538,8 +1395,7 @@ ngx_http_media_protect_access(ngx_http_request_t *r)
 {
     time_t                         now;
     ngx_int_t                      rc;
-    ngx_str_t                      prefix, token;
-    mm_status_t                    st;
+    ngx_str_t                      prefix;
     ngx_pool_cleanup_t            *cln;
     ngx_http_media_job_t          *job;
     ngx_http_media_loc_conf_t     *lcf;
@@ -1597,7 +1453,7 @@ ngx_http_media_protect_access(ngx_http_request_t *r)
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        if (ngx_http_media_pkg_header(r, "Allow", "GET, HEAD, OPTIONS")
+        if (ngx_http_media_add_header(r, "Allow", "GET, HEAD, OPTIONS")
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1621,20 +1477,15 @@ ngx_http_media_protect_access(ngx_http_request_t *r)
 
     /* a bearer token */
 
-    rc = ngx_http_media_bearer(r, &token);
+    rc = ngx_http_media_token(r, (char *) ctx->token_hash);
 
     if (rc != NGX_DECLINED && (lcf->protect & NGX_HTTP_MEDIA_PROTECT_TOKEN)) {
 
-        if (rc == NGX_ERROR
-            || !mm_token_well_formed((char *) token.data, token.len))
-        {
+        if (rc == NGX_ERROR) {
             return ngx_http_media_protect_fail(r, ctx, NGX_HTTP_UNAUTHORIZED,
                        "invalid_token", "expected \"Authorization: Bearer "
                        "<token>\"");
         }
-
-        mm_token_hash((char *) token.data, token.len,
-                      (char *) ctx->token_hash);
 
         now = ngx_time();
         te = ngx_http_media_pkg_token_slot(ctx->token_hash);
@@ -1676,23 +1527,13 @@ ngx_http_media_protect_access(ngx_http_request_t *r)
     /* a signature over the prefix */
 
     if (lcf->protect & NGX_HTTP_MEDIA_PROTECT_SIGNED) {
-        st = ngx_http_media_pkg_signed(r, &prefix);
+        /* decided unless there is no signature (a refusal frees ctx) */
+        ctx->state = NGX_HTTP_MEDIA_PROTECT_PASSED;
 
-        if (st == MM_OK) {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "media protect: signed \"%V\"", &prefix);
-            ctx->state = NGX_HTTP_MEDIA_PROTECT_PASSED;
-            return NGX_OK;
-        }
+        rc = ngx_http_media_pkg_signed(r, &prefix);
 
-        if (st != MM_ENOTFOUND) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "media: signed URL refused: %s", mm_strstatus(st));
-
-            return ngx_http_media_protect_fail(r, ctx, NGX_HTTP_FORBIDDEN,
-                       st == MM_EEXPIRED ? "expired_signature"
-                                         : "invalid_signature",
-                       ngx_http_media_pkg_sign_error(st));
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
     }
 

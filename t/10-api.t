@@ -12,7 +12,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use POSIX qw(strftime);
 use Digest::SHA qw(sha256_hex);
-use MediaTest;
+use MediaTest qw(slurp is_json_error);
 
 my $dir = MediaTest::tempdir('api-origin');
 MediaTest::gen_mp3("$dir/a.mp3", seconds => 2);
@@ -26,22 +26,6 @@ my $port = $s->port;
 
 # a token with the right shape that was never issued
 my $unknown = 'nmt_' . ('A' x 43);
-
-sub slurp {
-    my ($path) = @_;
-    open(my $fh, '<:raw', $path) or die "$path: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub is_json_error {
-    my ($r, $status, $code, $what) = @_;
-    is($r->{status}, $status, "$what: $status") or diag $r->{body};
-    like($r->{headers}{'content-type'} // '', qr{^application/json},
-         "$what: JSON body");
-    is($r->{json} && $r->{json}{error}, $code, "$what: error is $code")
-        if defined $code;
-}
 
 sub new_token {
     my ($role, $name) = @_;

@@ -9,8 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
-use IO::Socket::INET;
-use MediaTest;
+use MediaTest qw(slurp is_json_error);
 
 my $dir = MediaTest::tempdir('stream-origin');
 MediaTest::gen_mp3("$dir/small.mp3", seconds => 3);
@@ -22,32 +21,6 @@ my $s = MediaTest->start(workers => 2,
                          extra_http => 'media_origin_allow_private on;');
 my $admin = $s->admin_token;
 
-
-sub slurp {
-    my ($path) = @_;
-    open(my $fh, '<:raw', $path) or die "$path: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-# a loopback port nobody listens on
-sub closed_port {
-    my $sock = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                     LocalPort => 0, Proto => 'tcp')
-        or die "listen: $!";
-    my $port = $sock->sockport;
-    close $sock;
-    return $port;
-}
-
-sub is_json_error {
-    my ($r, $status, $code, $what) = @_;
-    is($r->{status}, $status, "$what: $status") or diag $r->{body};
-    like($r->{headers}{'content-type'} // '', qr{^application/json},
-         "$what: JSON body");
-    is($r->{json} && $r->{json}{error}, $code, "$what: error is $code")
-        if defined $code;
-}
 
 # compare bodies without printing megabytes on failure
 sub same_bytes {
@@ -89,7 +62,7 @@ my $pub = episode('public', $origin->url('small.mp3'));
 my $priv = episode('private', $origin->url('small.mp3'), private => 1);
 my $bigid = episode('big', $origin->url('big.mp3'));
 my $down = episode('origin down',
-                   'http://127.0.0.1:' . closed_port() . '/x.mp3');
+                   'http://127.0.0.1:' . MediaTest::free_port() . '/x.mp3');
 my $gone = episode('origin 404', $origin->url('missing.mp3'));
 my $cid = episode('cached', $origin->url('cached.mp3'));
 

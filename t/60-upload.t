@@ -20,7 +20,7 @@ use IO::Socket::INET;
 use MIME::Base64 ();
 use POSIX ();
 use Time::HiRes qw(sleep time);
-use MediaTest;
+use MediaTest qw(slurp spew ffmpeg is_json_error);
 
 my $dir = MediaTest::tempdir('upload-media');
 
@@ -35,42 +35,11 @@ EOF
 my $admin = $s->admin_token;
 my $var = $s->var;
 
-sub slurp {
-    my ($path) = @_;
-    open(my $fh, '<:raw', $path) or die "$path: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($path, $data) = @_;
-    open(my $fh, '>:raw', $path) or die "$path: $!";
-    print $fh $data;
-    close $fh or die "$path: $!";
-}
-
-sub is_json_error {
-    my ($r, $status, $code, $what) = @_;
-    is($r->{status}, $status, "$what: $status") or diag $r->{body};
-    like($r->{headers}{'content-type'} // '', qr{^application/json},
-         "$what: JSON body");
-    is($r->{json} && $r->{json}{error}, $code, "$what: error is $code")
-        if defined $code;
-}
-
 sub b64url {
     my $b = MIME::Base64::encode_base64($_[0], '');
     $b =~ tr{+/}{-_};
     $b =~ s/=+$//;
     return $b;
-}
-
-sub ffmpeg {
-    my ($out, @args) = @_;
-    my @cmd = ('ffmpeg', '-nostdin', '-hide_banner', '-loglevel', 'error',
-               '-y', @args, $out);
-    system(@cmd) == 0 or die "ffmpeg failed (@cmd): $?";
-    return $out;
 }
 
 my @LAVFI = ('-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25:duration=2',

@@ -28,7 +28,7 @@ use Test::More;
 use File::Path qw(make_path);
 use POSIX ();
 use Time::HiRes qw(sleep time);
-use MediaTest;
+use MediaTest qw(slurp spew ffmpeg);
 
 my $ROOT = $MediaTest::ROOT;
 my $BIN = $ENV{MEDIA_BIN} || "$ROOT/build/bin";
@@ -39,28 +39,6 @@ my $KID = '0123456789abcdef0123456789abcdef';
 my $WRONG = 'ffeeddccbbaa99887766554433221100';
 
 my $dir = MediaTest::tempdir('packaging-media');
-
-sub ffmpeg {
-    my ($out, @args) = @_;
-    my @cmd = ('ffmpeg', '-nostdin', '-hide_banner', '-loglevel', 'error',
-               '-y', @args, $out);
-    system(@cmd) == 0 or die "ffmpeg failed (@cmd): $?";
-    return $out;
-}
-
-sub slurp {
-    my ($path) = @_;
-    open(my $fh, '<:raw', $path) or return undef;
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($path, $data) = @_;
-    open(my $fh, '>:raw', $path) or die "$path: $!";
-    print $fh $data;
-    close $fh or die "$path: $!";
-}
 
 # 12 s H.264 High (3 B-frames, 2 s GOP) + AAC-LC 48 kHz stereo
 my $src = ffmpeg("$dir/src.mp4",

@@ -27,7 +27,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use MediaTest;
+use MediaTest qw(slurp spew);
 use Test::More;
 use JSON::PP ();
 use POSIX ();
@@ -59,19 +59,6 @@ sub b64url {
     $b =~ tr{+/}{-_};
     $b =~ s/=+$//;
     return $b;
-}
-
-sub slurp {
-    open(my $fh, '<:raw', $_[0]) or die "$_[0]: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($path, $data) = @_;
-    open(my $fh, '>:raw', $path) or die "$path: $!";
-    print $fh $data;
-    close $fh or die "$path: $!";
 }
 
 # --------------------------------------------------------------- MP4 walk
@@ -279,16 +266,7 @@ http {
     }
 }
 EOF
-        my $pid = fork // die "fork: $!";
-        if (!$pid) {
-            POSIX::setsid();
-            open(STDIN, '<', '/dev/null');
-            open(STDOUT, '>>', "$t/stderr.log");
-            open(STDERR, '>&', \*STDOUT);
-            { exec('/usr/sbin/nginx', '-c', "$t/nginx.conf", '-p', "$t/",
-                   '-e', "$t/error.log") }
-            POSIX::_exit(127);
-        }
+        my $pid = MediaTest::spawn_nginx($t);
         if (MediaTest::wait_until(sub {
                 waitpid($pid, POSIX::WNOHANG()) == $pid ? -1
               : MediaTest::_port_open($port)           ? 1 : 0 }, 10) == 1) {

@@ -40,7 +40,6 @@
 #include <zlib.h>
 #include <zmq.h>
 #include <curl/curl.h>
-#include <openssl/rand.h>
 
 #include "archive.h"
 #include "archiver.h"
@@ -57,7 +56,6 @@
 #include "pgq.h"
 #include "url.h"
 #include "util.h"
-#include "zap.h"
 #include "zip.h"
 
 
@@ -239,36 +237,17 @@ struct ar_archive_s {
 
 struct archiver_s {
     archiver_conf_t     *conf;
-    pgc_t               *pg;
-    pgq_t               *q;
-    heartbeat_t          hb;
-    zap_t               *zap;
-    void                *bell;
+    svc_t                svc;
     void                *notifier;
-    curlm_t             *cm;
 
     ar_archive_t        *archives;
     int                  nactive;
     int                  running;
     ar_file_t          **run;           /* the running downloads */
-    int                  claiming;
-    int                  rang;
-    uint64_t             next_poll;
     int                  sched;         /* look for downloads to start */
     uint64_t             sched_at;      /* earliest retry due */
     uint64_t             purge_at;
     int                  purging;
-
-    int                  draining;
-    uint64_t             drain_deadline;
-
-    zmq_pollitem_t      *items;
-    int                  items_cap;
-    int                  idx_zap;
-    int                  idx_bell;
-    int                  idx_pg;
-    int                  idx_curl;
-    int                  n_curl;
 
     uint64_t             completed;
     uint64_t             failed;
@@ -287,7 +266,6 @@ static int ar_finished(void *obj);
 
 static void ar_claim(archiver_t *ar);
 static void ar_claim_result(void *arg, PGresult *res);
-static void ar_claim_done(void *arg, const char *error);
 static void ar_files_result(void *arg, PGresult *res);
 static void ar_files_done(void *arg, const char *error);
 static int ar_archive_open(ar_archive_t *a);
@@ -310,13 +288,13 @@ static void ar_rmdir(const char *dir);
 
 
 const conf_def_t  archiver_conf_defs[] = {
-    { "db", CONF_STRING, offsetof(archiver_conf_t, db), 1, NULL, 0, 0, 0 },
-    { "listen", CONF_STRING, offsetof(archiver_conf_t, listen), 1,
+    { "db", CONF_STRING, offsetof(archiver_conf_t, svc.db), 1, NULL, 0, 0, 0 },
+    { "listen", CONF_STRING, offsetof(archiver_conf_t, svc.listen), 1,
       NULL, 0, 0, 0 },
     { "curve_key_file", CONF_STRING,
-      offsetof(archiver_conf_t, curve_key_file), 1, NULL, 0, 0, 0 },
+      offsetof(archiver_conf_t, svc.curve_key_file), 1, NULL, 0, 0, 0 },
     { "curve_clients_file", CONF_STRING,
-      offsetof(archiver_conf_t, curve_clients_file), 1, NULL, 0, 0, 0 },
+      offsetof(archiver_conf_t, svc.curve_clients_file), 1, NULL, 0, 0, 0 },
     { "notifier_endpoint", CONF_STRING,
       offsetof(archiver_conf_t, notifier_endpoint), 0, NULL, 0, 0, 0 },
     { "notifier_public_key", CONF_STRING,
@@ -355,13 +333,13 @@ const conf_def_t  archiver_conf_defs[] = {
       NULL, 300000, 1, 86400000 },
     { "retry_after_max", CONF_INT,
       offsetof(archiver_conf_t, retry_after_max), 0, NULL, 3600, 0, 86400 },
-    { "poll_ms", CONF_INT, offsetof(archiver_conf_t, poll_ms), 0,
+    { "poll_ms", CONF_INT, offsetof(archiver_conf_t, svc.poll_ms), 0,
       NULL, 3000, 10, 600000 },
     { "fsync", CONF_INT, offsetof(archiver_conf_t, fsync), 0, NULL, 1, 0, 1 },
-    { "instance", CONF_STRING, offsetof(archiver_conf_t, instance), 0,
+    { "instance", CONF_STRING, offsetof(archiver_conf_t, svc.instance), 0,
       "archiver", 0, 0, 0 },
     { "heartbeat_name", CONF_STRING,
-      offsetof(archiver_conf_t, heartbeat_name), 0, "archiver", 0, 0, 0 },
+      offsetof(archiver_conf_t, svc.heartbeat_name), 0, "archiver", 0, 0, 0 },
     { "pid_file", CONF_STRING, offsetof(archiver_conf_t, pid_file), 0,
       NULL, 0, 0, 0 },
     { NULL, 0, 0, 0, NULL, 0, 0, 0 }
@@ -382,54 +360,6 @@ static const char  *ar_fstate_names[] = {
 
 
 /* ---- helpers --------------------------------------------------------- */
-
-
-static double
-ar_random(void)
-{
-    unsigned  r;
-
-    if (RAND_bytes((unsigned char *) &r, sizeof(r)) != 1) {
-        r = (unsigned) now_mono_ms() * 2654435761u;
-    }
-
-    return (double) r / 4294967296.0;
-}
-
-
-/* mkdir -p */
-static int
-ar_mkdirs(const char *path, mode_t mode)
-{
-    char  *p, *s, c;
-    int    rc;
-
-    s = strdup(path);
-    if (s == NULL) {
-        return -1;
-    }
-
-    rc = 0;
-
-    for (p = s + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            c = *p;
-            *p = '\0';
-            if (mkdir(s, mode) != 0 && errno != EEXIST) {
-                rc = -1;
-                break;
-            }
-            *p = c;
-            if (c == '\0') {
-                break;
-            }
-        }
-    }
-
-    free(s);
-
-    return rc;
-}
 
 
 static char *
@@ -517,26 +447,13 @@ ar_conf_check(void *conf)
 {
     archiver_conf_t  *c = conf;
 
-    char        pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
+    char        pub[MM_CURVE_KEY_LEN + 1];
     char        err[512];
-    size_t      n;
     mm_url_t    u;
-    uint8_t   (*keys)[32];
 
-    if (mm_curvekey_load(c->curve_key_file, pub, sec, err, sizeof(err))
-        != MM_OK)
-    {
-        log_warnx("curve_key_file: %s", err);
+    if (svc_conf_check(&c->svc) != 0) {
         return -1;
     }
-
-    explicit_bzero(sec, sizeof(sec));
-
-    if (zap_keys_load(c->curve_clients_file, &keys, &n) != 0) {
-        return -1;
-    }
-
-    free(keys);
 
     if ((c->notifier_endpoint == NULL) != (c->notifier_public_key == NULL)) {
         log_warnx("notifier_endpoint and notifier_public_key go together");
@@ -563,11 +480,6 @@ ar_conf_check(void *conf)
         return -1;
     }
 
-    if (strlen(c->heartbeat_name) > 63 || strlen(c->instance) > 200) {
-        log_warnx("heartbeat_name: at most 63 characters, instance: 200");
-        return -1;
-    }
-
     return 0;
 }
 
@@ -583,11 +495,6 @@ ar_create(void *conf, void *zctx)
     char         *work;
     archiver_t   *ar;
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        log_warnx("curl_global_init failed");
-        return NULL;
-    }
-
     ar = calloc(1, sizeof(*ar));
     if (ar == NULL) {
         log_warn("calloc");
@@ -595,7 +502,6 @@ ar_create(void *conf, void *zctx)
     }
 
     ar->conf = c;
-    heartbeat_init(&ar->hb, c->heartbeat_name);
 
     ar->run = calloc((size_t) c->max_downloads, sizeof(ar_file_t *));
     if (ar->run == NULL) {
@@ -604,7 +510,7 @@ ar_create(void *conf, void *zctx)
     }
 
     work = ar_path(c->archive_dir, ".work");
-    if (work == NULL || ar_mkdirs(work, 0755) != 0) {
+    if (work == NULL || mkdirs(work, 0755) != 0) {
         log_warn("%s", work ? work : "malloc");
         free(work);
         goto failed;
@@ -612,38 +518,21 @@ ar_create(void *conf, void *zctx)
 
     free(work);
 
-    ar->pg = pgc_new("postgresql", c->db, "SET client_encoding TO 'UTF8'");
-    if (ar->pg == NULL) {
-        goto failed;
-    }
-
-    ar->q = pgq_new(ar->pg);
-    ar->cm = curlm_new(ar_transfer_done, ar);
-    if (ar->q == NULL || ar->cm == NULL) {
-        goto failed;
-    }
-
-    ar->zap = zap_new(zctx, c->curve_clients_file);
-    if (ar->zap == NULL) {
-        goto failed;
-    }
-
-    ar->bell = bell_listen(zctx, c->listen, c->curve_key_file,
-                           AR_ZAP_DOMAIN);
-    if (ar->bell == NULL) {
+    if (svc_open(&ar->svc, &c->svc, zctx, AR_ZAP_DOMAIN, ar_transfer_done, ar)
+        != 0)
+    {
         goto failed;
     }
 
     if (c->notifier_endpoint != NULL) {
         ar->notifier = bell_connect(zctx, c->notifier_endpoint,
-                                    c->curve_key_file,
+                                    c->svc.curve_key_file,
                                     c->notifier_public_key);
         if (ar->notifier == NULL) {
             goto failed;
         }
     }
 
-    ar->rang = 1;
     ar->purge_at = now_mono_ms() + 2000;
 
     log_info("archives in %s; private addresses %s; %ld downloads at once, "
@@ -679,23 +568,13 @@ ar_destroy(void **obj)
         ar_archive_free(a);
     }
 
-    if (ar->bell != NULL) {
-        zmq_close(ar->bell);
-    }
-
     if (ar->notifier != NULL) {
         zmq_close(ar->notifier);
     }
 
-    zap_destroy(&ar->zap);
-    curlm_destroy(&ar->cm);
-    pgq_destroy(&ar->q);
-    pgc_destroy(&ar->pg);
-    free(ar->items);
+    svc_close(&ar->svc);
     free(ar->run);
     free(ar);
-
-    curl_global_cleanup();
 }
 
 
@@ -723,7 +602,7 @@ ar_cancel(ar_file_t *f)
         return;
     }
 
-    curlm_remove(f->a->ar->cm, t->easy);
+    curlm_remove(f->a->ar->svc.cm, t->easy);
     ar_transfer_free(t);
     f->t = NULL;
     f->state = AF_PENDING;
@@ -790,16 +669,11 @@ ar_claim(archiver_t *ar)
     }
 
     snprintf(lease, sizeof(lease), "%d", AR_LEASE);
-    params[0] = ar->conf->instance;
+    params[0] = ar->conf->svc.instance;
     params[1] = ids.data;
     params[2] = lease;
 
-    if (pgq_push(ar->q, ar_claim_sql, 3, params, ar_claim_result,
-                 ar_claim_done, ar) == 0)
-    {
-        ar->claiming = 1;
-        ar->rang = 0;
-    }
+    (void) svc_claim(&ar->svc, ar_claim_sql, 3, params, ar_claim_result, ar);
 
     mm_buf_free(&ids);
 }
@@ -864,29 +738,16 @@ ar_claim_result(void *arg, PGresult *res)
     snprintf(idbuf, sizeof(idbuf), "%" PRId64, id);
     params[0] = idbuf;
 
-    if (pgq_push(ar->q, ar_files_sql, 1, params, ar_files_result,
+    if (pgq_push(ar->svc.q, ar_files_sql, 1, params, ar_files_result,
                  ar_files_done, a) != 0)
     {
         a->state = AA_DEAD;
     }
 
     /* there may be more */
-    ar->rang = 1;
+    ar->svc.rang = 1;
 
     log_info("archive %s (%" PRId64 "): claimed", a->hash, a->id);
-}
-
-
-static void
-ar_claim_done(void *arg, const char *error)
-{
-    archiver_t  *ar = arg;
-
-    ar->claiming = 0;
-
-    if (error != NULL) {
-        log_warnx("claim: %s", error);
-    }
 }
 
 
@@ -1061,7 +922,7 @@ ar_archive_open(ar_archive_t *a)
         return -1;
     }
 
-    if (ar_mkdirs(a->dir, 0755) != 0) {
+    if (mkdirs(a->dir, 0755) != 0) {
         log_warn("%s", a->dir);
         return -1;
     }
@@ -1638,7 +1499,7 @@ ar_start(archiver_t *ar, ar_file_t *f, uint64_t now)
     t->guard.on = !c->allow_private;
     curlm_guard(t->easy, &t->guard);
 
-    if (curlm_add(ar->cm, t->easy) != 0) {
+    if (curlm_add(ar->svc.cm, t->easy) != 0) {
         ar_transfer_free(t);
         f->next_at = now + AR_RETRY_IO_MS;
         return;
@@ -1690,7 +1551,7 @@ ar_transfer_done(void *arg, CURL *easy, CURLcode result)
         (void) ar_decide(t);
     }
 
-    curlm_remove(ar->cm, easy);
+    curlm_remove(ar->svc.cm, easy);
 
     progress = t->received > 0;
     f->t = NULL;
@@ -1859,7 +1720,7 @@ ar_transient(ar_file_t *f, const char *error, int64_t retry_after,
 
     delay = mm_fetch_backoff_ms((unsigned) f->streak,
                                 (uint64_t) c->retry_base_ms,
-                                (uint64_t) c->retry_max_ms, ar_random());
+                                (uint64_t) c->retry_max_ms, rand_unit());
 
     if (retry_after >= 0) {
         ra = (uint64_t) (retry_after > c->retry_after_max
@@ -2279,13 +2140,13 @@ ar_finish(ar_archive_t *a, const char *status, const char *error,
              a->ar->conf->public_url, a->hash);
 
     params[0] = id;
-    params[1] = a->ar->conf->instance;
+    params[1] = a->ar->conf->svc.instance;
     params[2] = status;
     params[3] = error;
     params[4] = size >= 0 ? sz : NULL;
     params[5] = url;
 
-    if (pgq_push(a->ar->q, ar_finish_sql, 6, params, ar_finish_result,
+    if (pgq_push(a->ar->svc.q, ar_finish_sql, 6, params, ar_finish_result,
                  ar_finish_done, a) != 0)
     {
         a->state = AA_DEAD;
@@ -2477,7 +2338,7 @@ ar_sync(ar_archive_t *a)
     snprintf(lease, sizeof(lease), "%d", AR_LEASE);
 
     params[0] = id;
-    params[1] = a->ar->conf->instance;
+    params[1] = a->ar->conf->svc.instance;
     params[2] = b.data;
     params[3] = NULL;
     params[4] = lease;
@@ -2499,7 +2360,7 @@ ar_sync(ar_archive_t *a)
         params[3] = pos;
     }
 
-    if (pgq_push(a->ar->q, ar_sync_sql, 5, params, ar_sync_result,
+    if (pgq_push(a->ar->svc.q, ar_sync_sql, 5, params, ar_sync_result,
                  ar_sync_done, s) != 0)
     {
         mm_buf_free(&b);
@@ -2632,7 +2493,7 @@ ar_expired_done(void *arg, const char *error)
 
     if (error == NULL && p->n > 0 && !p->ids.failed) {
         params[0] = p->ids.data;
-        if (pgq_push(p->ar->q, ar_purged_sql, 1, params, NULL,
+        if (pgq_push(p->ar->svc.q, ar_purged_sql, 1, params, NULL,
                      ar_purged_done, p->ar) == 0)
         {
             mm_buf_free(&p->ids);
@@ -2686,7 +2547,7 @@ ar_purge(archiver_t *ar)
     mm_buf_init(&p->ids);
     mm_buf_puts(&p->ids, "{");
 
-    if (pgq_push(ar->q, ar_expired_sql, 0, NULL, ar_expired_result,
+    if (pgq_push(ar->svc.q, ar_expired_sql, 0, NULL, ar_expired_result,
                  ar_expired_done, p) != 0)
     {
         mm_buf_free(&p->ids);
@@ -2729,7 +2590,7 @@ ar_purge(archiver_t *ar)
 
     if (hashes.len > 2 && !hashes.failed) {
         params[0] = hashes.data;
-        (void) pgq_push(ar->q, ar_leftover_sql, 1, params,
+        (void) pgq_push(ar->svc.q, ar_leftover_sql, 1, params,
                         ar_leftover_result, NULL, ar);
     }
 
@@ -2746,13 +2607,13 @@ ar_tick(archiver_t *ar, uint64_t now)
     char            info[256];
     ar_archive_t   *a, **pp;
 
-    if (pgc_ready(ar->pg) && heartbeat_due(&ar->hb, now)) {
+    if (pgc_ready(ar->svc.pg) && heartbeat_due(&ar->svc.hb, now)) {
         snprintf(info, sizeof(info),
                  "{\"archives\":%d,\"downloads\":%d,\"completed\":%" PRIu64
                  ",\"failed\":%" PRIu64 ",\"files\":%" PRIu64 "}",
                  ar->nactive, ar->running, ar->completed, ar->failed,
                  ar->files_fetched);
-        (void) heartbeat_send(&ar->hb, ar->pg, info, now);
+        (void) heartbeat_send(&ar->svc.hb, ar->svc.pg, info, now);
     }
 
     for (a = ar->archives; a != NULL; a = a->next) {
@@ -2786,7 +2647,7 @@ ar_tick(archiver_t *ar, uint64_t now)
             continue;
         }
 
-        if (!ar->draining) {
+        if (!ar->svc.draining) {
             ar_append(a, now);
         }
 
@@ -2798,7 +2659,7 @@ ar_tick(archiver_t *ar, uint64_t now)
             ar_sync(a);
         }
 
-        if (!ar->draining && a->running == 0 && a->appending == NULL
+        if (!ar->svc.draining && a->running == 0 && a->appending == NULL
             && a->next_zip >= a->nfiles && !a->syncing && !ar_any_dirty(a)
             && a->state == AA_ACTIVE && !a->failing)
         {
@@ -2819,11 +2680,11 @@ ar_tick(archiver_t *ar, uint64_t now)
         }
 
         if (a->state == AA_DEAD && a->running == 0
-            && pgq_pending_for(ar->q, a) == 0 && !a->syncing)
+            && pgq_pending_for(ar->svc.q, a) == 0 && !a->syncing)
         {
             *pp = a->next;
             ar->nactive--;
-            ar->rang = 1;
+            ar->svc.rang = 1;
             ar_archive_free(a);
             continue;
         }
@@ -2832,64 +2693,21 @@ ar_tick(archiver_t *ar, uint64_t now)
     }
 
     if (ar->sched || (ar->sched_at != 0 && now >= ar->sched_at)) {
-        if (!ar->draining) {
+        if (!ar->svc.draining) {
             ar_schedule(ar, now);
         }
     }
 
-    if (!ar->draining && !ar->claiming && ar->nactive < ar->conf->max_archives
-        && (ar->rang || now >= ar->next_poll))
-    {
-        ar->next_poll = now + (uint64_t) ar->conf->poll_ms;
+    if (svc_claim_due(&ar->svc, ar->nactive < ar->conf->max_archives, now)) {
         ar_claim(ar);
     }
 
-    if (!ar->draining && !ar->purging && now >= ar->purge_at) {
+    if (!ar->svc.draining && !ar->purging && now >= ar->purge_at) {
         ar->purge_at = now + AR_PURGE_MS;
         ar_purge(ar);
     }
 
-    pgq_pump(ar->q);
-}
-
-
-static int
-ar_item(archiver_t *ar, int i)
-{
-    zmq_pollitem_t  *it;
-    int              cap;
-
-    if (i < ar->items_cap) {
-        return 0;
-    }
-
-    cap = ar->items_cap ? ar->items_cap * 2 : 32;
-    while (cap <= i) {
-        cap *= 2;
-    }
-
-    it = realloc(ar->items, sizeof(zmq_pollitem_t) * (size_t) cap);
-    if (it == NULL) {
-        return -1;
-    }
-
-    ar->items = it;
-    ar->items_cap = cap;
-
-    return 0;
-}
-
-
-static void
-ar_lower(long *timeout, uint64_t at, uint64_t now)
-{
-    long  t;
-
-    t = at > now ? (long) (at - now) : 0;
-
-    if (*timeout < 0 || t < *timeout) {
-        *timeout = t;
-    }
+    pgq_pump(ar->svc.q);
 }
 
 
@@ -2898,78 +2716,27 @@ ar_poll_items(void *obj, zmq_pollitem_t **items, long *timeout)
 {
     archiver_t  *ar = obj;
 
-    int            k, fd, t;
-    short          events;
+    int            n;
     uint64_t       now;
     ar_archive_t  *a;
 
     now = now_mono_ms();
-    *timeout = HEARTBEAT_INTERVAL;
-
-    if (ar_item(ar, 4 + curlm_sockets(ar->cm)) != 0) {
-        fatal("realloc");
-    }
-
-    k = 1;                              /* 0 is the signal pipe */
-
-    ar->idx_zap = k;
-    ar->items[k].socket = zap_socket(ar->zap);
-    ar->items[k].fd = 0;
-    ar->items[k].events = ZMQ_POLLIN;
-    ar->items[k].revents = 0;
-    k++;
-
-    ar->idx_bell = k;
-    ar->items[k].socket = ar->bell;
-    ar->items[k].fd = 0;
-    ar->items[k].events = ZMQ_POLLIN;
-    ar->items[k].revents = 0;
-    k++;
-
-    ar->idx_pg = -1;
-    fd = pgc_fd(ar->pg, &events);
-    if (fd >= 0) {
-        ar->idx_pg = k;
-        ar->items[k].socket = NULL;
-        ar->items[k].fd = fd;
-        ar->items[k].events = events;
-        ar->items[k].revents = 0;
-        k++;
-    }
-
-    t = pgc_timeout(ar->pg, now);
-    if (t >= 0 && t < *timeout) {
-        *timeout = t;
-    }
-
-    if (pgc_up(ar->pg)) {
-        ar_lower(timeout, now + (uint64_t) heartbeat_timeout(&ar->hb, now),
-                 now);
-    }
-
-    if (pgc_ready(ar->pg) && pgq_pending(ar->q) > 0) {
-        *timeout = 0;
-    }
+    n = svc_poll_items(&ar->svc, ar->nactive < ar->conf->max_archives, now,
+                       items, timeout);
 
     if (ar->sched) {
         *timeout = 0;
     } else if (ar->sched_at != 0) {
-        ar_lower(timeout, ar->sched_at, now);
+        svc_lower(timeout, ar->sched_at, now);
     }
 
-    if (!ar->draining && !ar->claiming
-        && ar->nactive < ar->conf->max_archives)
-    {
-        ar_lower(timeout, ar->rang ? now : ar->next_poll, now);
-    }
-
-    if (!ar->draining && !ar->purging) {
-        ar_lower(timeout, ar->purge_at, now);
+    if (!ar->svc.draining && !ar->purging) {
+        svc_lower(timeout, ar->purge_at, now);
     }
 
     for (a = ar->archives; a != NULL; a = a->next) {
         if (a->state == AA_DEAD) {
-            if (!a->syncing && pgq_pending_for(ar->q, a) == 0) {
+            if (!a->syncing && pgq_pending_for(ar->svc.q, a) == 0) {
                 *timeout = 0;
             }
             continue;
@@ -2990,37 +2757,26 @@ ar_poll_items(void *obj, zmq_pollitem_t **items, long *timeout)
             || (a->next_zip < a->nfiles
                 && a->files[a->next_zip].state == AF_DOWNLOADED))
         {
-            ar_lower(timeout, a->append_at, now);
+            svc_lower(timeout, a->append_at, now);
         }
 
         if (!a->syncing) {
             if (a->sync_at != 0) {
-                ar_lower(timeout, a->sync_at, now);
+                svc_lower(timeout, a->sync_at, now);
             }
-            ar_lower(timeout, a->synced_at + (ar_any_dirty(a)
-                                              ? AR_SYNC_MS : AR_KEEPALIVE_MS),
-                     now);
+            svc_lower(timeout, a->synced_at + (ar_any_dirty(a)
+                                               ? AR_SYNC_MS : AR_KEEPALIVE_MS),
+                      now);
         }
 
         if (a->running == 0 && a->next_zip >= a->nfiles && !a->syncing
-            && !ar->draining)
+            && !ar->svc.draining)
         {
             *timeout = 0;
         }
     }
 
-    if (ar->draining) {
-        ar_lower(timeout, ar->drain_deadline, now);
-    }
-
-    ar->idx_curl = k;
-    ar->n_curl = curlm_poll_items(ar->cm, ar->items + k, ar->items_cap - k,
-                                  timeout);
-    k += ar->n_curl;
-
-    *items = ar->items;
-
-    return k;
+    return n;
 }
 
 
@@ -3029,30 +2785,7 @@ ar_process(void *obj, zmq_pollitem_t *items, int count)
 {
     archiver_t  *ar = obj;
 
-    short     revents;
-    uint64_t  now;
-
-    if (items[ar->idx_zap].revents & ZMQ_POLLIN) {
-        zap_handle(ar->zap);
-    }
-
-    if (items[ar->idx_bell].revents & ZMQ_POLLIN) {
-        if (bell_drain(ar->bell) > 0) {
-            log_debug("doorbell");
-            ar->rang = 1;
-        }
-    }
-
-    curlm_process(ar->cm, items + ar->idx_curl, ar->n_curl);
-
-    now = now_mono_ms();
-
-    revents = 0;
-    if (ar->idx_pg >= 0 && ar->idx_pg < count) {
-        revents = items[ar->idx_pg].revents;
-    }
-
-    pgc_process(ar->pg, revents, now);
+    svc_process(&ar->svc, items, count);
 
     ar_tick(ar, now_mono_ms());
 }
@@ -3063,9 +2796,7 @@ ar_reload(void *obj)
 {
     archiver_t  *ar = obj;
 
-    if (zap_reload(ar->zap) == 0) {
-        log_info("reloaded %s", ar->conf->curve_clients_file);
-    }
+    svc_reload(&ar->svc);
 }
 
 
@@ -3077,8 +2808,7 @@ ar_drain(void *obj)
     int            i;
     ar_archive_t  *a;
 
-    ar->draining = 1;
-    ar->drain_deadline = now_mono_ms() + AR_DRAIN_MS;
+    svc_drain(&ar->svc, AR_DRAIN_MS);
 
     /* downloads stop here and resume after a restart */
     for (a = ar->archives; a != NULL; a = a->next) {
@@ -3102,5 +2832,5 @@ ar_finished(void *obj)
 {
     archiver_t  *ar = obj;
 
-    return pgq_pending(ar->q) == 0 || now_mono_ms() >= ar->drain_deadline;
+    return pgq_pending(ar->svc.q) == 0 || svc_drained(&ar->svc);
 }

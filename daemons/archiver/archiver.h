@@ -21,13 +21,11 @@
 #define MEDIA_ARCHIVER_H
 
 #include "dmain.h"
+#include "svc.h"
 
 
 typedef struct {
-    char   *db;
-    char   *listen;
-    char   *curve_key_file;
-    char   *curve_clients_file;
+    svc_conf_t  svc;            /* db, listen, curve_*, instance, ... */
     char   *notifier_endpoint;
     char   *notifier_public_key;
     char   *archive_dir;
@@ -46,10 +44,7 @@ typedef struct {
     long    retry_base_ms;
     long    retry_max_ms;
     long    retry_after_max;
-    long    poll_ms;
     long    fsync;
-    char   *instance;
-    char   *heartbeat_name;
     char   *pid_file;
 } archiver_conf_t;
 

@@ -62,6 +62,16 @@ dmain_drain_pipe(void)
 }
 
 
+void
+dmain_item(zmq_pollitem_t *it, void *socket, int fd, short events)
+{
+    it->socket = socket;
+    it->fd = fd;
+    it->events = events;
+    it->revents = 0;
+}
+
+
 int
 dmain(int argc, char **argv, const dmain_t *d)
 {
@@ -193,10 +203,7 @@ dmain(int argc, char **argv, const dmain_t *d)
 
         n = d->poll_items(obj, &items, &timeout);
 
-        items[0].socket = NULL;
-        items[0].fd = dmain_pipe[0];
-        items[0].events = ZMQ_POLLIN;
-        items[0].revents = 0;
+        dmain_item(&items[0], NULL, dmain_pipe[0], ZMQ_POLLIN);
 
         if (zmq_poll(items, n, timeout) < 0) {
             if (errno == EINTR) {

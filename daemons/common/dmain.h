@@ -50,5 +50,8 @@ typedef struct {
 
 int dmain(int argc, char **argv, const dmain_t *d);
 
+/* fills one poll item (revents cleared): a socket, or fd when it is NULL */
+void dmain_item(zmq_pollitem_t *it, void *socket, int fd, short events);
+
 
 #endif /* MEDIA_DMAIN_H */

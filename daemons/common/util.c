@@ -1,12 +1,16 @@
 /*
- * Clocks and the pid file.
+ * Clocks, the pid file, directories, jitter: see util.h.
  */
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/rand.h>
 
 #include "log.h"
 #include "util.h"
@@ -69,4 +73,58 @@ pidfile_write(const char *path)
     }
 
     return 0;
+}
+
+
+int
+mkdirs(const char *path, mode_t mode)
+{
+    int    rc, err;
+    char  *s, *p, c;
+
+    s = strdup(path);
+    if (s == NULL) {
+        return -1;
+    }
+
+    rc = 0;
+
+    for (p = s + 1; ; p++) {
+        if (*p != '/' && *p != '\0') {
+            continue;
+        }
+
+        c = *p;
+        *p = '\0';
+
+        if (mkdir(s, mode) != 0 && errno != EEXIST) {
+            rc = -1;
+            break;
+        }
+
+        *p = c;
+
+        if (c == '\0') {
+            break;
+        }
+    }
+
+    err = errno;
+    free(s);
+    errno = err;
+
+    return rc;
+}
+
+
+double
+rand_unit(void)
+{
+    unsigned  r;
+
+    if (RAND_bytes((unsigned char *) &r, sizeof(r)) != 1) {
+        r = (unsigned) now_mono_ms() * 2654435761u;
+    }
+
+    return (double) r / 4294967296.0;
 }

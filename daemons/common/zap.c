@@ -9,6 +9,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "curvekey.h"
 #include "log.h"
 #include "zap.h"
 
@@ -27,6 +28,31 @@ struct zap_s {
 
 static void zap_reply(zap_t *z, zmq_msg_t *version, zmq_msg_t *request_id,
     const char *code, const char *text, const char *user);
+
+
+int
+zap_check_files(const char *key_file, const char *clients_file)
+{
+    char        pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
+    char        err[512];
+    size_t      n;
+    uint8_t   (*keys)[32];
+
+    if (mm_curvekey_load(key_file, pub, sec, err, sizeof(err)) != MM_OK) {
+        log_warnx("curve_key_file: %s", err);
+        return -1;
+    }
+
+    explicit_bzero(sec, sizeof(sec));
+
+    if (zap_keys_load(clients_file, &keys, &n) != 0) {
+        return -1;
+    }
+
+    free(keys);
+
+    return 0;
+}
 
 
 int

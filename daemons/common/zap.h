@@ -37,5 +37,11 @@ void zap_handle(zap_t *z);
  */
 int zap_keys_load(const char *path, uint8_t (**keys)[32], size_t *n);
 
+/*
+ * What a CURVE server's config names: its key file (with the secret key)
+ * and the clients file both load. 0 or -1 (logged); for a config check.
+ */
+int zap_check_files(const char *key_file, const char *clients_file);
+
 
 #endif /* MEDIA_ZAP_H */

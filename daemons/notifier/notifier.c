@@ -18,12 +18,9 @@
 #include <time.h>
 #include <zmq.h>
 #include <curl/curl.h>
-#include <openssl/rand.h>
 
-#include "bell.h"
 #include "buf.h"
 #include "curlm.h"
-#include "curvekey.h"
 #include "fetch.h"
 #include "heartbeat.h"
 #include "log.h"
@@ -33,7 +30,6 @@
 #include "url.h"
 #include "util.h"
 #include "webhook.h"
-#include "zap.h"
 
 
 #define NT_VERSION       "0.1"
@@ -106,32 +102,13 @@ struct nt_delivery_s {
 
 struct notifier_s {
     notifier_conf_t     *conf;
-    pgc_t               *pg;
-    pgq_t               *q;
-    heartbeat_t          hb;
-    zap_t               *zap;
-    void                *bell;
-    curlm_t             *cm;
+    svc_t                svc;
     unsigned char        secret[NT_SECRET_MAX];
     size_t               secret_len;
 
     nt_delivery_t       *deliveries;
     int                  active;
-    int                  claiming;
     int                  claim_full;    /* the last claim filled its limit */
-    int                  rang;
-    uint64_t             next_poll;
-
-    int                  draining;
-    uint64_t             drain_deadline;
-
-    zmq_pollitem_t      *items;
-    int                  items_cap;
-    int                  idx_zap;
-    int                  idx_bell;
-    int                  idx_pg;
-    int                  idx_curl;
-    int                  n_curl;
 
     uint64_t             delivered;
     uint64_t             failed;
@@ -149,7 +126,6 @@ static int nt_finished(void *obj);
 
 static void nt_claim(notifier_t *n);
 static void nt_claim_result(void *arg, PGresult *res);
-static void nt_claim_done(void *arg, const char *error);
 static void nt_start(notifier_t *n, nt_delivery_t *d);
 static void nt_transfer_done(void *arg, CURL *easy, CURLcode result);
 static void nt_record(nt_delivery_t *d, int ok, long status,
@@ -159,13 +135,13 @@ static void nt_free(nt_delivery_t *d);
 
 
 const conf_def_t  notifier_conf_defs[] = {
-    { "db", CONF_STRING, offsetof(notifier_conf_t, db), 1, NULL, 0, 0, 0 },
-    { "listen", CONF_STRING, offsetof(notifier_conf_t, listen), 1,
+    { "db", CONF_STRING, offsetof(notifier_conf_t, svc.db), 1, NULL, 0, 0, 0 },
+    { "listen", CONF_STRING, offsetof(notifier_conf_t, svc.listen), 1,
       NULL, 0, 0, 0 },
     { "curve_key_file", CONF_STRING,
-      offsetof(notifier_conf_t, curve_key_file), 1, NULL, 0, 0, 0 },
+      offsetof(notifier_conf_t, svc.curve_key_file), 1, NULL, 0, 0, 0 },
     { "curve_clients_file", CONF_STRING,
-      offsetof(notifier_conf_t, curve_clients_file), 1, NULL, 0, 0, 0 },
+      offsetof(notifier_conf_t, svc.curve_clients_file), 1, NULL, 0, 0, 0 },
     { "operator_url", CONF_STRING, offsetof(notifier_conf_t, operator_url),
       0, "none", 0, 0, 0 },
     { "secret_file", CONF_STRING, offsetof(notifier_conf_t, secret_file), 1,
@@ -182,12 +158,12 @@ const conf_def_t  notifier_conf_defs[] = {
       NULL, 3600000, 10, 86400000 },
     { "max_age", CONF_INT, offsetof(notifier_conf_t, max_age), 0,
       NULL, 86400, 1, 30 * 86400 },
-    { "poll_ms", CONF_INT, offsetof(notifier_conf_t, poll_ms), 0,
+    { "poll_ms", CONF_INT, offsetof(notifier_conf_t, svc.poll_ms), 0,
       NULL, 5000, 10, 600000 },
-    { "instance", CONF_STRING, offsetof(notifier_conf_t, instance), 0,
+    { "instance", CONF_STRING, offsetof(notifier_conf_t, svc.instance), 0,
       "notifier", 0, 0, 0 },
     { "heartbeat_name", CONF_STRING,
-      offsetof(notifier_conf_t, heartbeat_name), 0, "notifier", 0, 0, 0 },
+      offsetof(notifier_conf_t, svc.heartbeat_name), 0, "notifier", 0, 0, 0 },
     { "pid_file", CONF_STRING, offsetof(notifier_conf_t, pid_file), 0,
       NULL, 0, 0, 0 },
     { NULL, 0, 0, 0, NULL, 0, 0, 0 }
@@ -251,27 +227,14 @@ nt_conf_check(void *conf)
 {
     notifier_conf_t  *c = conf;
 
-    char            pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
     char            err[512];
     size_t          n;
     mm_url_t        u;
-    uint8_t       (*keys)[32];
     unsigned char   secret[NT_SECRET_MAX];
 
-    if (mm_curvekey_load(c->curve_key_file, pub, sec, err, sizeof(err))
-        != MM_OK)
-    {
-        log_warnx("curve_key_file: %s", err);
+    if (svc_conf_check(&c->svc) != 0) {
         return -1;
     }
-
-    explicit_bzero(sec, sizeof(sec));
-
-    if (zap_keys_load(c->curve_clients_file, &keys, &n) != 0) {
-        return -1;
-    }
-
-    free(keys);
 
     if (nt_load_secret(c->secret_file, secret, &n) != 0) {
         return -1;
@@ -284,11 +247,6 @@ nt_conf_check(void *conf)
                         sizeof(err)) != MM_OK)
     {
         log_warnx("operator_url: %s", err);
-        return -1;
-    }
-
-    if (strlen(c->heartbeat_name) > 63 || strlen(c->instance) > 200) {
-        log_warnx("heartbeat_name: at most 63 characters, instance: 200");
         return -1;
     }
 
@@ -306,11 +264,6 @@ nt_create(void *conf, void *zctx)
 
     notifier_t  *n;
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        log_warnx("curl_global_init failed");
-        return NULL;
-    }
-
     n = calloc(1, sizeof(*n));
     if (n == NULL) {
         log_warn("calloc");
@@ -318,34 +271,13 @@ nt_create(void *conf, void *zctx)
     }
 
     n->conf = c;
-    heartbeat_init(&n->hb, c->heartbeat_name);
 
-    if (nt_load_secret(c->secret_file, n->secret, &n->secret_len) != 0) {
+    if (nt_load_secret(c->secret_file, n->secret, &n->secret_len) != 0
+        || svc_open(&n->svc, &c->svc, zctx, NT_ZAP_DOMAIN, nt_transfer_done,
+                    n) != 0)
+    {
         goto failed;
     }
-
-    n->pg = pgc_new("postgresql", c->db, "SET client_encoding TO 'UTF8'");
-    if (n->pg == NULL) {
-        goto failed;
-    }
-
-    n->q = pgq_new(n->pg);
-    n->cm = curlm_new(nt_transfer_done, n);
-    if (n->q == NULL || n->cm == NULL) {
-        goto failed;
-    }
-
-    n->zap = zap_new(zctx, c->curve_clients_file);
-    if (n->zap == NULL) {
-        goto failed;
-    }
-
-    n->bell = bell_listen(zctx, c->listen, c->curve_key_file, NT_ZAP_DOMAIN);
-    if (n->bell == NULL) {
-        goto failed;
-    }
-
-    n->rang = 1;
 
     log_info("operator webhook: %s; private targets %s",
              strcmp(c->operator_url, "none") == 0 ? "none" : c->operator_url,
@@ -379,19 +311,9 @@ nt_destroy(void **obj)
         nt_free(d);
     }
 
-    if (n->bell != NULL) {
-        zmq_close(n->bell);
-    }
-
-    zap_destroy(&n->zap);
-    curlm_destroy(&n->cm);
-    pgq_destroy(&n->q);
-    pgc_destroy(&n->pg);
+    svc_close(&n->svc);
     explicit_bzero(n->secret, sizeof(n->secret));
-    free(n->items);
     free(n);
-
-    curl_global_cleanup();
 }
 
 
@@ -399,7 +321,7 @@ static void
 nt_free(nt_delivery_t *d)
 {
     if (d->easy != NULL) {
-        curlm_remove(d->n->cm, d->easy);
+        curlm_remove(d->n->svc.cm, d->easy);
         curl_easy_cleanup(d->easy);
     }
 
@@ -455,17 +377,15 @@ nt_claim(notifier_t *n)
     snprintf(limit, sizeof(limit), "%ld", n->conf->max_inflight - n->active);
     snprintf(lease, sizeof(lease), "%d", NT_LEASE);
 
-    params[0] = n->conf->instance;
+    params[0] = n->conf->svc.instance;
     params[1] = ids.data;
     params[2] = limit;
     params[3] = lease;
 
-    if (pgq_push(n->q, nt_claim_sql, 4, params, nt_claim_result,
-                 nt_claim_done, n) == 0)
+    if (svc_claim(&n->svc, nt_claim_sql, 4, params, nt_claim_result, n)
+        == 0)
     {
-        n->claiming = 1;
         n->claim_full = 0;
-        n->rang = 0;
     }
 
     mm_buf_free(&ids);
@@ -537,19 +457,6 @@ nt_claim_result(void *arg, PGresult *res)
 
     if (rows > 0 && n->active >= n->conf->max_inflight) {
         n->claim_full = 1;
-    }
-}
-
-
-static void
-nt_claim_done(void *arg, const char *error)
-{
-    notifier_t  *n = arg;
-
-    n->claiming = 0;
-
-    if (error != NULL) {
-        log_warnx("claim: %s", error);
     }
 }
 
@@ -659,7 +566,7 @@ nt_start(notifier_t *n, nt_delivery_t *d)
     d->guard.on = (d->target != NULL && !n->conf->allow_private);
     curlm_guard(d->easy, &d->guard);
 
-    if (curlm_add(n->cm, d->easy) != 0) {
+    if (curlm_add(n->svc.cm, d->easy) != 0) {
         curl_easy_cleanup(d->easy);
         d->easy = NULL;
         nt_record(d, 0, 0, "cannot start the request", 0);
@@ -688,7 +595,7 @@ nt_transfer_done(void *arg, CURL *easy, CURLcode result)
     status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 
-    curlm_remove(n->cm, easy);
+    curlm_remove(n->svc.cm, easy);
     curl_easy_cleanup(easy);
     d->easy = NULL;
 
@@ -724,24 +631,18 @@ nt_record(nt_delivery_t *d, int ok, long status, const char *error,
     notifier_t  *n = d->n;
 
     char         id[32], st[16], retry[32], age[16];
-    double       r;
     uint64_t     delay;
     const char  *params[7];
-    unsigned     rnd;
 
     snprintf(id, sizeof(id), "%" PRId64, d->id);
     snprintf(st, sizeof(st), "%ld", status);
     snprintf(age, sizeof(age), "%ld", n->conf->max_age);
 
-    if (RAND_bytes((unsigned char *) &rnd, sizeof(rnd)) != 1) {
-        rnd = (unsigned) now_mono_ms();
-    }
-    r = (double) rnd / 4294967296.0;
-
     delay = mm_fetch_backoff_ms((unsigned) (d->attempts > 0 ? d->attempts
                                                             : 1),
                                 (uint64_t) n->conf->retry_base_ms,
-                                (uint64_t) n->conf->retry_max_ms, r);
+                                (uint64_t) n->conf->retry_max_ms,
+                                rand_unit());
     snprintf(retry, sizeof(retry), "%" PRIu64, delay);
 
     params[0] = id;
@@ -750,7 +651,7 @@ nt_record(nt_delivery_t *d, int ok, long status, const char *error,
     params[3] = error;
     params[4] = (ok || give_up) ? NULL : retry;
     params[5] = age;
-    params[6] = n->conf->instance;
+    params[6] = n->conf->svc.instance;
 
     if (ok) {
         n->delivered++;
@@ -766,11 +667,11 @@ nt_record(nt_delivery_t *d, int ok, long status, const char *error,
     }
 
     /* look again when this one is due (the poll may be later) */
-    if (!ok && !give_up && now_mono_ms() + delay + 50 < n->next_poll) {
-        n->next_poll = now_mono_ms() + delay + 50;
+    if (!ok && !give_up && now_mono_ms() + delay + 50 < n->svc.next_poll) {
+        n->svc.next_poll = now_mono_ms() + delay + 50;
     }
 
-    if (pgq_push(n->q, nt_result_sql, 7, params, NULL, nt_record_done, d)
+    if (pgq_push(n->svc.q, nt_result_sql, 7, params, NULL, nt_record_done, d)
         != 0)
     {
         /* the lease runs out and the row is delivered again */
@@ -798,7 +699,7 @@ nt_record_done(void *arg, const char *error)
 
     /* a slot is free: more may be due */
     if (n->claim_full) {
-        n->rang = 1;
+        n->svc.rang = 1;
     }
 }
 
@@ -811,49 +712,19 @@ nt_tick(notifier_t *n, uint64_t now)
 {
     char  info[256];
 
-    if (pgc_ready(n->pg) && heartbeat_due(&n->hb, now)) {
+    if (pgc_ready(n->svc.pg) && heartbeat_due(&n->svc.hb, now)) {
         snprintf(info, sizeof(info),
                  "{\"active\":%d,\"delivered\":%" PRIu64
                  ",\"failed\":%" PRIu64 "}",
                  n->active, n->delivered, n->failed);
-        (void) heartbeat_send(&n->hb, n->pg, info, now);
+        (void) heartbeat_send(&n->svc.hb, n->svc.pg, info, now);
     }
 
-    if (!n->draining && !n->claiming && n->active < n->conf->max_inflight
-        && (n->rang || now >= n->next_poll))
-    {
-        n->next_poll = now + (uint64_t) n->conf->poll_ms;
+    if (svc_claim_due(&n->svc, n->active < n->conf->max_inflight, now)) {
         nt_claim(n);
     }
 
-    pgq_pump(n->q);
-}
-
-
-static int
-nt_item(notifier_t *n, int i)
-{
-    zmq_pollitem_t  *it;
-    int              cap;
-
-    if (i < n->items_cap) {
-        return 0;
-    }
-
-    cap = n->items_cap ? n->items_cap * 2 : 16;
-    while (cap <= i) {
-        cap *= 2;
-    }
-
-    it = realloc(n->items, sizeof(zmq_pollitem_t) * (size_t) cap);
-    if (it == NULL) {
-        return -1;
-    }
-
-    n->items = it;
-    n->items_cap = cap;
-
-    return 0;
+    pgq_pump(n->svc.q);
 }
 
 
@@ -862,83 +733,8 @@ nt_poll_items(void *obj, zmq_pollitem_t **items, long *timeout)
 {
     notifier_t  *n = obj;
 
-    int       k, fd, t;
-    short     events;
-    uint64_t  now;
-
-    now = now_mono_ms();
-    *timeout = HEARTBEAT_INTERVAL;
-
-    if (nt_item(n, 4 + curlm_sockets(n->cm)) != 0) {
-        fatal("realloc");
-    }
-
-    k = 1;                              /* 0 is the signal pipe */
-
-    n->idx_zap = k;
-    n->items[k].socket = zap_socket(n->zap);
-    n->items[k].fd = 0;
-    n->items[k].events = ZMQ_POLLIN;
-    n->items[k].revents = 0;
-    k++;
-
-    n->idx_bell = k;
-    n->items[k].socket = n->bell;
-    n->items[k].fd = 0;
-    n->items[k].events = ZMQ_POLLIN;
-    n->items[k].revents = 0;
-    k++;
-
-    n->idx_pg = -1;
-    fd = pgc_fd(n->pg, &events);
-    if (fd >= 0) {
-        n->idx_pg = k;
-        n->items[k].socket = NULL;
-        n->items[k].fd = fd;
-        n->items[k].events = events;
-        n->items[k].revents = 0;
-        k++;
-    }
-
-    t = pgc_timeout(n->pg, now);
-    if (t >= 0 && t < *timeout) {
-        *timeout = t;
-    }
-
-    if (pgc_up(n->pg)) {
-        t = heartbeat_timeout(&n->hb, now);
-        if (t < *timeout) {
-            *timeout = t;
-        }
-    }
-
-    if (pgc_ready(n->pg) && pgq_pending(n->q) > 0) {
-        *timeout = 0;
-    }
-
-    if (!n->draining && !n->claiming && n->active < n->conf->max_inflight) {
-        if (n->rang || now >= n->next_poll) {
-            *timeout = 0;
-        } else if ((long) (n->next_poll - now) < *timeout) {
-            *timeout = (long) (n->next_poll - now);
-        }
-    }
-
-    if (n->draining) {
-        t = n->drain_deadline > now ? (int) (n->drain_deadline - now) : 0;
-        if (t < *timeout) {
-            *timeout = t;
-        }
-    }
-
-    n->idx_curl = k;
-    n->n_curl = curlm_poll_items(n->cm, n->items + k, n->items_cap - k,
-                                 timeout);
-    k += n->n_curl;
-
-    *items = n->items;
-
-    return k;
+    return svc_poll_items(&n->svc, n->active < n->conf->max_inflight,
+                          now_mono_ms(), items, timeout);
 }
 
 
@@ -947,30 +743,7 @@ nt_process(void *obj, zmq_pollitem_t *items, int count)
 {
     notifier_t  *n = obj;
 
-    short     revents;
-    uint64_t  now;
-
-    if (items[n->idx_zap].revents & ZMQ_POLLIN) {
-        zap_handle(n->zap);
-    }
-
-    if (items[n->idx_bell].revents & ZMQ_POLLIN) {
-        if (bell_drain(n->bell) > 0) {
-            log_debug("doorbell");
-            n->rang = 1;
-        }
-    }
-
-    curlm_process(n->cm, items + n->idx_curl, n->n_curl);
-
-    now = now_mono_ms();
-
-    revents = 0;
-    if (n->idx_pg >= 0 && n->idx_pg < count) {
-        revents = items[n->idx_pg].revents;
-    }
-
-    pgc_process(n->pg, revents, now);
+    svc_process(&n->svc, items, count);
 
     nt_tick(n, now_mono_ms());
 }
@@ -981,9 +754,7 @@ nt_reload(void *obj)
 {
     notifier_t  *n = obj;
 
-    if (zap_reload(n->zap) == 0) {
-        log_info("reloaded %s", n->conf->curve_clients_file);
-    }
+    svc_reload(&n->svc);
 }
 
 
@@ -992,8 +763,7 @@ nt_drain(void *obj)
 {
     notifier_t  *n = obj;
 
-    n->draining = 1;
-    n->drain_deadline = now_mono_ms() + NT_DRAIN_MS;
+    svc_drain(&n->svc, NT_DRAIN_MS);
 }
 
 
@@ -1003,7 +773,6 @@ nt_finished(void *obj)
     notifier_t  *n = obj;
 
     /* deliveries cut short are claimed again after a restart */
-    return n->draining
-           && ((n->active == 0 && pgq_pending(n->q) == 0)
-               || now_mono_ms() >= n->drain_deadline);
+    return (n->active == 0 && pgq_pending(n->svc.q) == 0)
+           || svc_drained(&n->svc);
 }

@@ -14,13 +14,11 @@
 #define MEDIA_NOTIFIER_H
 
 #include "dmain.h"
+#include "svc.h"
 
 
 typedef struct {
-    char   *db;
-    char   *listen;
-    char   *curve_key_file;
-    char   *curve_clients_file;
+    svc_conf_t  svc;            /* db, listen, curve_*, instance, ... */
     char   *operator_url;
     char   *secret_file;
     long    allow_private;
@@ -29,9 +27,6 @@ typedef struct {
     long    retry_base_ms;
     long    retry_max_ms;
     long    max_age;
-    long    poll_ms;
-    char   *instance;
-    char   *heartbeat_name;
     char   *pid_file;
 } notifier_conf_t;
 

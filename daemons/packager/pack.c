@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "cbcs.h"
 #include "child.h"
+#include "dmain.h"
 #include "hls.h"
 #include "log.h"
 #include "mp4.h"
@@ -41,6 +42,10 @@
 #define PACK_COALESCE      (256 * 1024)         /* a read below this ... */
 #define PACK_COALESCE_MS   2                    /* ... waits this long */
 #define PACK_TRACKS_MAX    (2 + PACK_RUNGS_MAX)
+
+/* a fragment starts at a keyframe (the copied video and the renditions) */
+#define PACK_VIDEO_MOVFLAGS                                                   \
+    "+frag_keyframe+empty_moov+default_base_moof+cmaf+skip_trailer"
 
 #define T_FTYP  MM_FOURCC('f', 't', 'y', 'p')
 #define T_STYP  MM_FOURCC('s', 't', 'y', 'p')
@@ -220,39 +225,6 @@ pack_rm_rf(const char *path)
     if (nftw(path, pack_rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0) {
         return errno == ENOENT ? 0 : -1;
     }
-
-    return 0;
-}
-
-
-static int
-pack_mkdirs(const char *path, mode_t mode)
-{
-    char  *s, *q;
-
-    s = strdup(path);
-    if (s == NULL) {
-        return -1;
-    }
-
-    for (q = s + 1; ; q++) {
-        if (*q == '/' || *q == '\0') {
-            char  c = *q;
-
-            *q = '\0';
-            if (mkdir(s, mode) != 0 && errno != EEXIST) {
-                free(s);
-                return -1;
-            }
-            *q = c;
-
-            if (c == '\0') {
-                break;
-            }
-        }
-    }
-
-    free(s);
 
     return 0;
 }
@@ -513,7 +485,7 @@ pack_start(const pack_conf_t *conf, const pack_job_t *job)
         return p;
     }
 
-    if (pack_mkdirs(conf->output_dir, 0755) != 0) {
+    if (mkdirs(conf->output_dir, 0755) != 0) {
         pack_fail(p, "cannot create %s: %s", conf->output_dir,
                   strerror(errno));
         return p;
@@ -548,6 +520,23 @@ pack_start(const pack_conf_t *conf, const pack_job_t *job)
              p->id, p->input, (int) p->child.pid);
 
     return p;
+}
+
+
+/* appends the options of one fragmented MP4 output to argv[argc..] */
+static int
+pack_argv_fmp4(char **argv, int argc, const char *movflags,
+    const char *frag_opt, const char *frag, const char *pipe)
+{
+    argv[argc++] = (char *) "-f";
+    argv[argc++] = (char *) "mp4";
+    argv[argc++] = (char *) "-movflags";
+    argv[argc++] = (char *) movflags;
+    argv[argc++] = (char *) frag_opt;
+    argv[argc++] = (char *) frag;
+    argv[argc++] = (char *) pipe;
+
+    return argc;
 }
 
 
@@ -606,27 +595,17 @@ pack_spawn(pack_t *p)
     argv[argc++] = (char *) "0:v:0";
     argv[argc++] = (char *) "-c";
     argv[argc++] = (char *) "copy";
-    argv[argc++] = (char *) "-f";
-    argv[argc++] = (char *) "mp4";
-    argv[argc++] = (char *) "-movflags";
-    argv[argc++] = (char *) "+frag_keyframe+empty_moov+default_base_moof"
-                            "+cmaf+skip_trailer";
-    argv[argc++] = (char *) "-min_frag_duration";
-    argv[argc++] = minfrag;
-    argv[argc++] = (char *) "pipe:3";
+    argc = pack_argv_fmp4(argv, argc, PACK_VIDEO_MOVFLAGS,
+                          "-min_frag_duration", minfrag, "pipe:3");
 
     /* audio: every segment_ms */
     argv[argc++] = (char *) "-map";
     argv[argc++] = (char *) "0:a:0";
     argv[argc++] = (char *) "-c";
     argv[argc++] = (char *) "copy";
-    argv[argc++] = (char *) "-f";
-    argv[argc++] = (char *) "mp4";
-    argv[argc++] = (char *) "-movflags";
-    argv[argc++] = (char *) "+empty_moov+default_base_moof+cmaf+skip_trailer";
-    argv[argc++] = (char *) "-frag_duration";
-    argv[argc++] = frag;
-    argv[argc++] = (char *) "pipe:4";
+    argc = pack_argv_fmp4(argv, argc,
+                          "+empty_moov+default_base_moof+cmaf+skip_trailer",
+                          "-frag_duration", frag, "pipe:4");
 
     /*
      * ladder renditions (the only transcoding): keyframes where the
@@ -667,14 +646,8 @@ pack_spawn(pack_t *p)
         argv[argc++] = (char *) "source";
         argv[argc++] = (char *) "-x264-params";
         argv[argc++] = (char *) "scenecut=0:open_gop=0";
-        argv[argc++] = (char *) "-f";
-        argv[argc++] = (char *) "mp4";
-        argv[argc++] = (char *) "-movflags";
-        argv[argc++] = (char *) "+frag_keyframe+empty_moov+default_base_moof"
-                                "+cmaf+skip_trailer";
-        argv[argc++] = (char *) "-min_frag_duration";
-        argv[argc++] = minfrag;
-        argv[argc++] = out[i - 2];
+        argc = pack_argv_fmp4(argv, argc, PACK_VIDEO_MOVFLAGS,
+                              "-min_frag_duration", minfrag, out[i - 2]);
     }
 
     argv[argc] = NULL;
@@ -883,37 +856,22 @@ pack_poll_items(pack_t *p, zmq_pollitem_t *items, long *timeout)
     } else {
         for (i = 0; i < p->ntracks; i++) {
             if (p->tracks[i].fd >= 0) {
-                items[n].socket = NULL;
-                items[n].fd = p->tracks[i].fd;
-                items[n].events = ZMQ_POLLIN;
-                items[n].revents = 0;
-                n++;
+                dmain_item(&items[n++], NULL, p->tracks[i].fd,
+                           ZMQ_POLLIN);
             }
         }
     }
 
     if (p->err_fd >= 0) {
-        items[n].socket = NULL;
-        items[n].fd = p->err_fd;
-        items[n].events = ZMQ_POLLIN;
-        items[n].revents = 0;
-        n++;
+        dmain_item(&items[n++], NULL, p->err_fd, ZMQ_POLLIN);
     }
 
     if (p->progress_fd >= 0) {
-        items[n].socket = NULL;
-        items[n].fd = p->progress_fd;
-        items[n].events = ZMQ_POLLIN;
-        items[n].revents = 0;
-        n++;
+        dmain_item(&items[n++], NULL, p->progress_fd, ZMQ_POLLIN);
     }
 
     if (child_fd(&p->child) >= 0) {
-        items[n].socket = NULL;
-        items[n].fd = child_fd(&p->child);
-        items[n].events = ZMQ_POLLIN;
-        items[n].revents = 0;
-        n++;
+        dmain_item(&items[n++], NULL, child_fd(&p->child), ZMQ_POLLIN);
     }
 
     t = child_timeout(&p->child);

@@ -38,6 +38,7 @@
 #include "zap.h"
 
 
+#define PK_VERSION          "0.1"
 #define PK_ZAP_DOMAIN       "packager"
 #define PK_BEAT_MS          2000        /* a running row's heartbeat_at */
 #define PK_SCAN_MS          10000       /* dead claimers on this host */
@@ -107,6 +108,8 @@ typedef enum {
 } pk_op_t;
 
 
+typedef struct packager_s  packager_t;
+
 struct packager_s {
     const packager_conf_t  *conf;
     void                *pull;         /* the doorbell */
@@ -134,7 +137,8 @@ struct packager_s {
     uint64_t             next_poll;
     uint64_t             next_scan;
 
-    /* poll items of the last packager_poll_items() */
+    /* poll items of the last pk_poll_items(); 0 is dmain's */
+    zmq_pollitem_t      *items;
     int                  idx_pull;
     int                  idx_zap;
     int                  idx_pg;
@@ -308,6 +312,18 @@ static const char  pk_finish_sql[] =
     "SELECT u.id, $5::float8 FROM u";
 
 
+static int pk_conf_check(void *conf);
+static void *pk_create(void *conf, void *zctx);
+static void pk_destroy(void **obj);
+static int pk_poll_items(void *obj, zmq_pollitem_t **items, long *timeout);
+static void pk_process(void *obj, zmq_pollitem_t *items, int n);
+static void pk_reload(void *obj);
+static void pk_drain(void *obj);
+static int pk_finished(void *obj);
+
+static int pk_poll_max(const packager_t *pk);
+static long pk_count(const packager_t *pk, int jobs, int probes,
+    pk_slot_state_t state);
 static void pk_tick(packager_t *pk, uint64_t now);
 static void pk_probe_process(packager_t *pk, pk_probe_t *pr);
 static void pk_job_process(packager_t *pk, pk_job_t *j);
@@ -316,28 +332,27 @@ static void pk_job_process(packager_t *pk, pk_job_t *j);
 /* ---- config ---------------------------------------------------------- */
 
 
-int
-packager_conf_check(const packager_conf_t *conf)
+const dmain_t  packager_main = {
+    "media-packager", PK_VERSION, packager_conf_defs,
+    sizeof(packager_conf_t), offsetof(packager_conf_t, pid_file),
+    pk_conf_check, pk_create, pk_destroy, pk_poll_items, pk_process,
+    pk_reload, pk_drain, pk_finished
+};
+
+
+static int
+pk_conf_check(void *c)
 {
-    char        pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
+    const packager_conf_t  *conf = c;
+
+    char        pub[MM_CURVE_KEY_LEN + 1];
     char        err[512];
-    size_t      n;
-    uint8_t   (*keys)[32];
 
-    if (mm_curvekey_load(conf->curve_key_file, pub, sec, err, sizeof(err))
-        != MM_OK)
+    if (zap_check_files(conf->curve_key_file, conf->curve_clients_file)
+        != 0)
     {
-        log_warnx("curve_key_file: %s", err);
         return -1;
     }
-
-    explicit_bzero(sec, sizeof(sec));
-
-    if (zap_keys_load(conf->curve_clients_file, &keys, &n) != 0) {
-        return -1;
-    }
-
-    free(keys);
 
     if (strlen(conf->heartbeat_name) > 63) {
         log_warnx("heartbeat_name: at most 63 characters");
@@ -366,9 +381,11 @@ packager_conf_check(const packager_conf_t *conf)
 /* ---- life ------------------------------------------------------------ */
 
 
-packager_t *
-packager_new(const packager_conf_t *conf, void *zctx)
+static void *
+pk_create(void *c, void *zctx)
 {
+    const packager_conf_t  *conf = c;
+
     long           i;
     packager_t    *pk;
 
@@ -396,7 +413,8 @@ packager_new(const packager_conf_t *conf, void *zctx)
 
     pk->jobs = calloc((size_t) conf->jobs, sizeof(pk_job_t));
     pk->probes = calloc((size_t) conf->probes, sizeof(pk_probe_t));
-    if (pk->jobs == NULL || pk->probes == NULL) {
+    pk->items = calloc((size_t) pk_poll_max(pk), sizeof(zmq_pollitem_t));
+    if (pk->jobs == NULL || pk->probes == NULL || pk->items == NULL) {
         log_warn("calloc");
         goto failed;
     }
@@ -446,7 +464,7 @@ packager_new(const packager_conf_t *conf, void *zctx)
 
 failed:
 
-    packager_destroy(&pk);
+    pk_destroy((void **) &pk);
 
     return NULL;
 }
@@ -495,18 +513,18 @@ pk_job_reset(pk_job_t *j)
 }
 
 
-void
-packager_destroy(packager_t **pp)
+static void
+pk_destroy(void **obj)
 {
-    long         i;
-    packager_t  *pk;
+    packager_t  *pk = *obj;
 
-    pk = *pp;
+    long  i;
+
     if (pk == NULL) {
         return;
     }
 
-    *pp = NULL;
+    *obj = NULL;
 
     if (pk->jobs != NULL) {
         for (i = 0; i < pk->conf->jobs; i++) {
@@ -533,6 +551,7 @@ packager_destroy(packager_t **pp)
     mm_buf_free(&pk->dead);
     free(pk->jobs);
     free(pk->probes);
+    free(pk->items);
     free(pk);
 }
 
@@ -1482,14 +1501,10 @@ pk_tick(packager_t *pk, uint64_t now)
     /* 4. the daemon's heartbeat */
 
     if (heartbeat_due(&pk->hb, now)) {
-        int  running = 0, probing = 0;
+        int  running, probing;
 
-        for (i = 0; i < pk->conf->jobs; i++) {
-            running += pk->jobs[i].state != PK_FREE;
-        }
-        for (i = 0; i < pk->conf->probes; i++) {
-            probing += pk->probes[i].state != PK_FREE;
-        }
+        running = (int) (pk->conf->jobs - pk_count(pk, 1, 0, PK_FREE));
+        probing = (int) (pk->conf->probes - pk_count(pk, 0, 1, PK_FREE));
 
         snprintf(info, sizeof(info),
                  "{\"claimer\":\"%s\",\"jobs\":%d,\"probes\":%d,"
@@ -1531,30 +1546,21 @@ pk_tick(packager_t *pk, uint64_t now)
         pk->want_job = 1;
     }
 
-    if (pk->want_probe) {
-        for (i = 0; i < pk->conf->probes; i++) {
-            if (pk->probes[i].state == PK_FREE) {
-                snprintf(secs, sizeof(secs), "%ld",
-                         pk->conf->probe_timeout * 2);
-                params[0] = secs;
-                (void) pk_send(pk, PK_OP_CLAIM_PROBE, NULL,
-                               pk_claim_probe_sql, 1, params);
-                return;
-            }
-        }
+    if (pk->want_probe && pk_count(pk, 0, 1, PK_FREE) > 0) {
+        snprintf(secs, sizeof(secs), "%ld", pk->conf->probe_timeout * 2);
+        params[0] = secs;
+        (void) pk_send(pk, PK_OP_CLAIM_PROBE, NULL, pk_claim_probe_sql, 1,
+                       params);
+        return;
     }
 
-    if (pk->want_job) {
-        for (i = 0; i < pk->conf->jobs; i++) {
-            if (pk->jobs[i].state == PK_FREE) {
-                snprintf(secs, sizeof(secs), "%ld", pk->conf->reclaim_after);
-                params[0] = pk->me;
-                params[1] = secs;
-                (void) pk_send(pk, PK_OP_CLAIM_JOB, NULL, pk_claim_job_sql,
-                               2, params);
-                return;
-            }
-        }
+    if (pk->want_job && pk_count(pk, 1, 0, PK_FREE) > 0) {
+        snprintf(secs, sizeof(secs), "%ld", pk->conf->reclaim_after);
+        params[0] = pk->me;
+        params[1] = secs;
+        (void) pk_send(pk, PK_OP_CLAIM_JOB, NULL, pk_claim_job_sql, 2,
+                       params);
+        return;
     }
 }
 
@@ -1562,79 +1568,49 @@ pk_tick(packager_t *pk, uint64_t now)
 /* ---- the loop's interface -------------------------------------------- */
 
 
-int
-packager_poll_max(const packager_t *pk)
+/* the most poll items pk_poll_items() fills, dmain's included */
+static int
+pk_poll_max(const packager_t *pk)
 {
-    return 3 + (int) pk->conf->jobs * PACK_POLL_MAX
+    return 4 + (int) pk->conf->jobs * PACK_POLL_MAX
            + (int) pk->conf->probes * 3;
 }
 
 
-static void
-pk_item(zmq_pollitem_t *it, void *socket, int fd)
+/* how many slots, of the jobs and/or of the probes, are in state */
+static long
+pk_count(const packager_t *pk, int jobs, int probes, pk_slot_state_t state)
 {
-    it->socket = socket;
-    it->fd = fd;
-    it->events = ZMQ_POLLIN;
-    it->revents = 0;
-}
-
-
-/* 1 when a job (or probe) slot is free for a claim */
-static int
-pk_free_slot(const packager_t *pk, int job)
-{
-    long  i;
-
-    if (job) {
-        for (i = 0; i < pk->conf->jobs; i++) {
-            if (pk->jobs[i].state == PK_FREE) {
-                return 1;
-            }
-        }
-        return 0;
-    }
-
-    for (i = 0; i < pk->conf->probes; i++) {
-        if (pk->probes[i].state == PK_FREE) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-static int
-pk_any_work(const packager_t *pk)
-{
-    long  i;
-
-    for (i = 0; i < pk->conf->jobs; i++) {
-        if (pk->jobs[i].state == PK_REPORT) {
-            return 1;
-        }
-    }
-
-    for (i = 0; i < pk->conf->probes; i++) {
-        if (pk->probes[i].state == PK_REPORT) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-int
-packager_poll_items(packager_t *pk, zmq_pollitem_t *items, long *timeout)
-{
-    int        n, fd, t;
-    long       i;
-    short      events;
-    uint64_t   now, due;
+    long  i, n;
 
     n = 0;
+
+    for (i = 0; jobs && i < pk->conf->jobs; i++) {
+        n += (pk->jobs[i].state == state);
+    }
+
+    for (i = 0; probes && i < pk->conf->probes; i++) {
+        n += (pk->probes[i].state == state);
+    }
+
+    return n;
+}
+
+
+static int
+pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
+{
+    packager_t  *pk = obj;
+
+    int              n, fd, t;
+    long             i;
+    short            events;
+    uint64_t         now, due;
+    zmq_pollitem_t  *items;
+
+    items = pk->items;
+    *itemsp = items;
+    n = 1;                              /* 0 is dmain's signal pipe */
     now = now_mono_ms();
     *timeout = HEARTBEAT_INTERVAL;
 
@@ -1644,18 +1620,16 @@ packager_poll_items(packager_t *pk, zmq_pollitem_t *items, long *timeout)
 
     if (!pk->draining) {
         pk->idx_pull = n;
-        pk_item(&items[n++], pk->pull, 0);
+        dmain_item(&items[n++], pk->pull, 0, ZMQ_POLLIN);
     }
 
     pk->idx_zap = n;
-    pk_item(&items[n++], zap_socket(pk->zap), 0);
+    dmain_item(&items[n++], zap_socket(pk->zap), 0, ZMQ_POLLIN);
 
     fd = pgc_fd(pk->pg, &events);
     if (fd >= 0) {
         pk->idx_pg = n;
-        pk_item(&items[n], NULL, fd);
-        items[n].events = events;
-        n++;
+        dmain_item(&items[n++], NULL, fd, events);
     }
 
     t = pgc_timeout(pk->pg, now);
@@ -1677,13 +1651,13 @@ packager_poll_items(packager_t *pk, zmq_pollitem_t *items, long *timeout)
         }
 
         if (pr->out_fd >= 0) {
-            pk_item(&items[n++], NULL, pr->out_fd);
+            dmain_item(&items[n++], NULL, pr->out_fd, ZMQ_POLLIN);
         }
         if (pr->err_fd >= 0) {
-            pk_item(&items[n++], NULL, pr->err_fd);
+            dmain_item(&items[n++], NULL, pr->err_fd, ZMQ_POLLIN);
         }
         if (child_fd(&pr->child) >= 0) {
-            pk_item(&items[n++], NULL, child_fd(&pr->child));
+            dmain_item(&items[n++], NULL, child_fd(&pr->child), ZMQ_POLLIN);
         }
 
         t = child_timeout(&pr->child);
@@ -1698,7 +1672,9 @@ packager_poll_items(packager_t *pk, zmq_pollitem_t *items, long *timeout)
     }
 
     if (pgc_ready(pk->pg)) {
-        if (pk_any_work(pk) || (!pk->draining && !pk->schema_checked)) {
+        if (pk_count(pk, 1, 1, PK_REPORT) > 0
+            || (!pk->draining && !pk->schema_checked))
+        {
             *timeout = 0;
         }
 
@@ -1718,8 +1694,8 @@ packager_poll_items(packager_t *pk, zmq_pollitem_t *items, long *timeout)
         }
 
         if (!pk->draining) {
-            if ((pk->want_probe && pk_free_slot(pk, 0))
-                || (pk->want_job && pk_free_slot(pk, 1))
+            if ((pk->want_probe && pk_count(pk, 0, 1, PK_FREE) > 0)
+                || (pk->want_job && pk_count(pk, 1, 0, PK_FREE) > 0)
                 || pk->dead.len > 0)
             {
                 *timeout = 0;
@@ -1765,9 +1741,11 @@ pk_doorbell(packager_t *pk)
 }
 
 
-void
-packager_process(packager_t *pk, zmq_pollitem_t *items, int n)
+static void
+pk_process(void *obj, zmq_pollitem_t *items, int n)
 {
+    packager_t  *pk = obj;
+
     long      i;
     short     revents;
 
@@ -1804,17 +1782,21 @@ packager_process(packager_t *pk, zmq_pollitem_t *items, int n)
 }
 
 
-void
-packager_reload(packager_t *pk)
+static void
+pk_reload(void *obj)
 {
+    packager_t  *pk = obj;
+
     log_info("SIGHUP: reloading %s", pk->conf->curve_clients_file);
     (void) zap_reload(pk->zap);
 }
 
 
-void
-packager_drain(packager_t *pk)
+static void
+pk_drain(void *obj)
 {
+    packager_t  *pk = obj;
+
     long  i;
 
     if (pk->draining) {
@@ -1849,10 +1831,10 @@ packager_drain(packager_t *pk)
 }
 
 
-int
-packager_finished(packager_t *pk)
+static int
+pk_finished(void *obj)
 {
-    long  i;
+    packager_t  *pk = obj;
 
     if (!pk->draining) {
         return 0;
@@ -1868,21 +1850,6 @@ packager_finished(packager_t *pk)
         return 1;
     }
 
-    if (pk->op != PK_OP_NONE) {
-        return 0;
-    }
-
-    for (i = 0; i < pk->conf->jobs; i++) {
-        if (pk->jobs[i].state != PK_FREE) {
-            return 0;
-        }
-    }
-
-    for (i = 0; i < pk->conf->probes; i++) {
-        if (pk->probes[i].state != PK_FREE) {
-            return 0;
-        }
-    }
-
-    return 1;
+    return pk->op == PK_OP_NONE
+           && pk_count(pk, 1, 1, PK_FREE) == pk->conf->jobs + pk->conf->probes;
 }

@@ -15,16 +15,18 @@
  * a ZeroMQ PULL socket (CURVE server, clients admitted by ZAP from
  * curve_clients_file) on which any message means "look for work".
  *
- * main.c owns options, config, signals and the zmq_poll loop; everything
- * here runs in the loop's thread and never waits for a child process.
+ * main() is daemons/common/dmain.c (options, config, signals, the zmq_poll
+ * loop); everything here runs in the loop's thread and never waits for a
+ * child process. SIGTERM stops claiming, kills the children and puts the
+ * rows being worked on back in the queue (for at most a few seconds while
+ * PostgreSQL answers; otherwise they are reclaimed once their heartbeat is
+ * stale). SIGHUP reloads the clients file.
  */
 
 #ifndef MEDIA_PACKAGER_H
 #define MEDIA_PACKAGER_H
 
-#include <zmq.h>
-
-#include "config.h"
+#include "dmain.h"
 
 
 typedef struct {
@@ -53,35 +55,7 @@ typedef struct {
 } packager_conf_t;
 
 
-extern const conf_def_t  packager_conf_defs[];
-
-
-typedef struct packager_s  packager_t;
-
-
-/* key and clients files load, names fit; 0 or -1 (logged) */
-int packager_conf_check(const packager_conf_t *conf);
-
-/* NULL on error (logged); conf must outlive it; zctx is the caller's */
-packager_t *packager_new(const packager_conf_t *conf, void *zctx);
-void packager_destroy(packager_t **pp);
-
-/* the most poll items packager_poll_items() may fill */
-int packager_poll_max(const packager_t *pk);
-
-int packager_poll_items(packager_t *pk, zmq_pollitem_t *items,
-    long *timeout);
-void packager_process(packager_t *pk, zmq_pollitem_t *items, int n);
-
-void packager_reload(packager_t *pk);
-
-/*
- * SIGTERM: stop claiming, kill the children, put the rows being worked on
- * back in the queue (for at most a few seconds while PostgreSQL answers;
- * otherwise they are reclaimed once their heartbeat is stale).
- */
-void packager_drain(packager_t *pk);
-int packager_finished(packager_t *pk);
+extern const dmain_t  packager_main;
 
 
 #endif /* MEDIA_PACKAGER_H */

@@ -61,10 +61,7 @@ sub start {
                      $class;
     my $pid = fork // die "fork: $!";
     if (!$pid) {
-        POSIX::setsid();
-        open(STDIN, '<', '/dev/null');
-        open(STDOUT, '>>', "$tmp/stderr.log");
-        open(STDERR, '>&', \*STDOUT);
+        MediaTest::detach_child($tmp);
         $SIG{CHLD} = 'IGNORE';
         $SIG{PIPE} = 'IGNORE';
         $SIG{TERM} = sub { POSIX::_exit(0) };

@@ -13,6 +13,8 @@ package MediaTest;
 #   is($r->{status}, 201);
 #   is_deeply([$s->error_log_clean], [], 'no [alert]/[crit]/[emerg]');
 #
+# Helpers the tests import by name: use MediaTest qw(slurp spew ...);
+#
 # MEDIA_KEEP=1 keeps t/tmp/* (and prints where); MEDIA_BIN picks other
 # daemon binaries (build/asan/bin); MEDIA_TEST_VERBOSE=1 shows the
 # launcher's output.
@@ -20,6 +22,7 @@ package MediaTest;
 use strict;
 use warnings;
 
+use Exporter qw(import);
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
@@ -33,6 +36,8 @@ use Time::HiRes ();
 our $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/../..');
 our $TMP = "$ROOT/t/tmp";
 our $PGBIN = $ENV{MEDIA_PGBIN} || '/usr/lib/postgresql/15/bin';
+
+our @EXPORT_OK = qw(slurp spew ffmpeg is_json_error);
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $OWNER = $$;          # END in a forked child must not stop anything
@@ -49,7 +54,8 @@ sub _log {
     }
 }
 
-sub _slurp {
+# slurp($path): the file's bytes, undef when it cannot be read
+sub slurp {
     my ($path) = @_;
     open(my $fh, '<:raw', $path) or return undef;
     local $/;
@@ -57,9 +63,40 @@ sub _slurp {
     return $s;
 }
 
+# spew($path, $data): (re)writes the file, dies on error
+sub spew {
+    my ($path, $data) = @_;
+    open(my $fh, '>:raw', $path) or die "$path: $!";
+    print $fh $data;
+    close $fh or die "$path: $!";
+}
+
+# ffmpeg($out, @args): ffmpeg -y @args $out, quietly; dies when it fails
+sub ffmpeg {
+    my ($out, @args) = @_;
+    my @cmd = ('ffmpeg', '-nostdin', '-hide_banner', '-loglevel', 'error',
+               '-y', @args, $out);
+    system(@cmd) == 0 or die "ffmpeg failed (@cmd): $?";
+    return $out;
+}
+
+# is_json_error($r, $status, $code, $what): $r (a req() answer) is a JSON
+# error with that status and, when $code is defined, that error code
+sub is_json_error {
+    my ($r, $status, $code, $what) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    Test::More::is($r->{status}, $status, "$what: $status")
+        or Test::More::diag($r->{body});
+    Test::More::like($r->{headers}{'content-type'} // '',
+                     qr{^application/json}, "$what: JSON body");
+    Test::More::is($r->{json} && $r->{json}{error}, $code,
+                   "$what: error is $code")
+        if defined $code;
+}
+
 sub _tail {
     my ($path, $n) = @_;
-    my $s = _slurp($path);
+    my $s = slurp($path);
     return "($path: missing)" unless defined $s;
     my @l = split /\n/, $s;
     splice(@l, 0, @l - $n) if @l > $n;
@@ -105,13 +142,36 @@ sub gen_mp3 {
     my $sec = $o{seconds} // 2;
     my $freq = $o{freq} // 440;
     my $rate = $o{bitrate} // '128k';
-    my @cmd = ('ffmpeg', '-nostdin', '-hide_banner', '-loglevel', 'error',
-               '-y', '-f', 'lavfi',
-               '-i', "sine=frequency=$freq:sample_rate=44100:duration=$sec",
-               '-c:a', 'libmp3lame', '-b:a', $rate, $path);
-    system(@cmd) == 0 or die "MediaTest: ffmpeg failed (@cmd): $?";
+    ffmpeg($path, '-f', 'lavfi',
+           '-i', "sine=frequency=$freq:sample_rate=44100:duration=$sec",
+           '-c:a', 'libmp3lame', '-b:a', $rate);
     -s $path or die "MediaTest: ffmpeg wrote no $path";
     return $path;
+}
+
+# detach_child($dir), in a forked child: a session of its own (so a kill
+# of the group reaches what it starts), stdin /dev/null, stdout and stderr
+# appended to $dir/stderr.log
+sub detach_child {
+    my ($t) = @_;
+    POSIX::setsid();
+    open(STDIN, '<', '/dev/null');
+    open(STDOUT, '>>', "$t/stderr.log");
+    open(STDERR, '>&', \*STDOUT);
+}
+
+# spawn_nginx($dir): the stock nginx on $dir/nginx.conf with prefix $dir/
+# (a config of "daemon off"), detached (detach_child); returns its pid
+sub spawn_nginx {
+    my ($t) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        detach_child($t);
+        { exec('/usr/sbin/nginx', '-c', "$t/nginx.conf", '-p', "$t/",
+               '-e', "$t/error.log") }
+        POSIX::_exit(127);
+    }
+    return $pid;
 }
 
 # wait_until(sub {...}, $timeout): polls every 0.1 s; the callback's true
@@ -174,11 +234,11 @@ sub _launch {
         if (open(my $fh, '>>', $out)) { close $fh }
         $ok = $self->_stack('start', $out);
         last if $ok;
-        my $log = _slurp($out) // '';
+        my $log = slurp($out) // '';
         last unless $log =~ /port \d+ is in use/;
         delete @$self{qw(port aport)};
     }
-    my $log = _slurp($out) // '';
+    my $log = slurp($out) // '';
     _log("media-stack start:\n$log") if !$ok || $ENV{MEDIA_TEST_VERBOSE};
     die "MediaTest: the stack did not start (MEDIA_VAR=$self->{var})\n"
         unless $ok;
@@ -232,7 +292,7 @@ sub nginx_cmd {
 sub admin_token {
     my ($self) = @_;
     unless ($self->{token}) {
-        my $t = _slurp("$self->{var}/admin.token")
+        my $t = slurp("$self->{var}/admin.token")
             // die "MediaTest: no $self->{var}/admin.token";
         ($self->{token}) = $t =~ /^(\S+)/;
     }
@@ -271,7 +331,7 @@ sub req {
 sub _db {
     my ($self) = @_;
     return @$self{qw(pghost pguser)} if $self->{pghost};
-    my $conf = _slurp("$self->{var}/conf/nginx.conf")
+    my $conf = slurp("$self->{var}/conf/nginx.conf")
         // die "MediaTest: no rendered nginx.conf in $self->{var}";
     my ($ci) = $conf =~ /^\s*media_db\s+"([^"]*)"/m
         or die "MediaTest: no media_db in $self->{var}/conf/nginx.conf";
@@ -299,7 +359,7 @@ sub psql {
     my $out = <$fh> // '';
     close $fh;
     if ($? != 0) {
-        my $e = _slurp($err->filename) // '';
+        my $e = slurp($err->filename) // '';
         die "MediaTest: psql failed ($sql): $e";
     }
     return () if $out eq '';
@@ -312,7 +372,7 @@ sub psql {
 # a sanitizer report of nginx (MEDIA_NGINX_PRELOAD: log/asan.<pid>)
 sub error_log_clean {
     my ($self) = @_;
-    my $log = _slurp("$self->{var}/log/nginx-error.log") // '';
+    my $log = slurp("$self->{var}/log/nginx-error.log") // '';
     return (grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $log),
             $self->asan_reports);
 }
@@ -324,14 +384,14 @@ sub asan_reports {
     my @r;
     for my $f (sort glob("$self->{var}/log/asan.*")) {
         my $n = File::Basename::basename($f);
-        push @r, map { "$n: $_" } split /\n/, _slurp($f) // '';
+        push @r, map { "$n: $_" } split /\n/, slurp($f) // '';
     }
     return @r;
 }
 
 sub _pid_of {
     my ($self, $name) = @_;
-    my $p = _slurp("$self->{var}/run/$name.pid") // return undef;
+    my $p = slurp("$self->{var}/run/$name.pid") // return undef;
     return $p =~ /^(\d+)/ ? $1 : undef;
 }
 
@@ -423,7 +483,7 @@ sub _cleanup {
     my ($reports, %kinds) = (0);
     for my $d (@TEMPDIRS) {
         for my $f (sort glob("$d/log/asan.*")) {
-            my $r = _slurp($f) // '';
+            my $r = slurp($f) // '';
             _log("---- sanitizer report $f:\n$r") if ++$reports <= 3;
             $kinds{$1}++ while $r =~ /^(SUMMARY: .*)$/mg;
         }
@@ -522,16 +582,7 @@ http {
 }
 EOF
     close $fh;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        POSIX::setsid();
-        open(STDIN, '<', '/dev/null');
-        open(STDOUT, '>>', "$t/stderr.log");
-        open(STDERR, '>&', \*STDOUT);
-        { exec('/usr/sbin/nginx', '-c', "$t/nginx.conf", '-p', "$t/",
-               '-e', "$t/error.log") }
-        POSIX::_exit(127);
-    }
+    my $pid = MediaTest::spawn_nginx($t);
     $self->{pid} = $pid;
     my $deadline = Time::HiRes::time() + 10;
     while (Time::HiRes::time() < $deadline) {
@@ -559,7 +610,7 @@ sub url {
 sub _log_lines {
     my ($self, $path) = @_;
     $path = "/$path" unless $path =~ m{^/};
-    my $log = MediaTest::_slurp("$self->{tmp}/access.log") // '';
+    my $log = MediaTest::slurp("$self->{tmp}/access.log") // '';
     return grep { $_->[1] eq $path }
            map { [ /^(\S+) (\S+) (\d+) "([^"]*)" (\d+)/ ] }
            split /\n/, $log;

@@ -1,11 +1,14 @@
 /*
  * mm_buf_t: appends, printf growth, steal, reset, sticky failure; also
- * mm_strstatus.
+ * mm_read_file and mm_strstatus.
  */
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "mm.h"
@@ -149,12 +152,59 @@ test_strstatus(void)
 }
 
 
+/* sizes around the buffer's doublings, an empty file, a missing one */
+static void
+test_read_file(void)
+{
+    int       fd;
+    char      path[] = "/tmp/test_buf.XXXXXX";
+    size_t    sizes[] = { 0, 1, 63, 64, 65, 200000 }, i, j, len;
+    uint8_t  *want, *got;
+
+    fd = mkstemp(path);
+    if (!ok(fd >= 0, "a temporary file")) {
+        return;
+    }
+
+    want = malloc(200000);
+
+    for (j = 0; j < 200000; j++) {
+        want[j] = (uint8_t) (j * 7 + (j >> 8));
+    }
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        ok(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0
+           && write(fd, want, sizes[i]) == (ssize_t) sizes[i],
+           "%zu bytes written", sizes[i]);
+
+        len = 12345;
+        got = mm_read_file(path, &len);
+        ok(got != NULL && len == sizes[i]
+           && memcmp(got, want, sizes[i]) == 0 && got[len] == '\0',
+           "mm_read_file: %zu bytes, NUL-terminated", sizes[i]);
+        free(got);
+    }
+
+    close(fd);
+    unlink(path);
+    free(want);
+
+    errno = 0;
+    ok(mm_read_file(path, &len) == NULL && errno == ENOENT,
+       "a missing file: NULL, ENOENT");
+    errno = 0;
+    ok(mm_read_file("/", &len) == NULL && errno == EISDIR,
+       "a directory: NULL, EISDIR");
+}
+
+
 int
 main(void)
 {
     test_basic();
     test_printf();
     test_sticky();
+    test_read_file();
     test_strstatus();
 
     return done_testing();

@@ -22,8 +22,10 @@
 
 #include <openssl/evp.h>
 
+#include "buf.h"
 #include "cbcs.h"
 #include "h264.h"
+#include "h264w.h"
 #include "mp4.h"
 #include "tap.h"
 
@@ -52,39 +54,6 @@ unhex(const char *s, uint8_t *out)
         sscanf(s + 2 * i, "%2x", &v);
         out[i] = (uint8_t) v;
     }
-}
-
-
-static uint8_t *
-slurp(const char *path, size_t *len)
-{
-    long      n;
-    FILE     *f;
-    uint8_t  *p;
-
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0
-        || fseek(f, 0, SEEK_SET) != 0)
-    {
-        fclose(f);
-        return NULL;
-    }
-
-    p = malloc((size_t) n + 1);
-    if (p == NULL || fread(p, 1, (size_t) n, f) != (size_t) n) {
-        free(p);
-        fclose(f);
-        return NULL;
-    }
-
-    fclose(f);
-    *len = (size_t) n;
-
-    return p;
 }
 
 
@@ -452,9 +421,9 @@ test_conformance(const char *name, int video)
     mm_cbcs_track_t  *t;
 
     snprintf(path, sizeof(path), REF_DIR "frag_%s.mp4", name);
-    clear = slurp(path, &clen);
+    clear = mm_read_file(path, &clen);
     snprintf(path, sizeof(path), REF_DIR "cbcs_%s.mp4", name);
-    ref = slurp(path, &rlen);
+    ref = mm_read_file(path, &rlen);
 
     if (clear == NULL || ref == NULL) {
         for (i = 0; i < 17; i++) {
@@ -588,144 +557,6 @@ done:
 /* synthetic files */
 
 typedef struct {
-    uint8_t   b[1024];
-    size_t    bits;
-} bw_t;
-
-
-static void
-bw_u(bw_t *w, unsigned n, uint32_t v)
-{
-    while (n--) {
-        if ((v >> n) & 1) {
-            w->b[w->bits / 8] |= (uint8_t) (0x80 >> (w->bits % 8));
-        }
-        w->bits++;
-    }
-}
-
-
-static void
-bw_ue(bw_t *w, uint32_t v)
-{
-    unsigned  n;
-    uint64_t  x;
-
-    x = (uint64_t) v + 1;
-    for (n = 0; (x >> n) > 1; n++) {
-        /* void */
-    }
-
-    bw_u(w, n, 0);
-    bw_u(w, n + 1, (uint32_t) x);
-}
-
-
-static void
-bw_trail(bw_t *w)
-{
-    bw_u(w, 1, 1);
-    while (w->bits % 8) {
-        bw_u(w, 1, 0);
-    }
-}
-
-
-static size_t
-nal_escape(uint8_t header, const bw_t *w, uint8_t *out)
-{
-    size_t    i, n;
-    unsigned  zeros;
-
-    out[0] = header;
-    n = 1;
-    zeros = 0;
-
-    for (i = 0; i < (w->bits + 7) / 8; i++) {
-        if (zeros >= 2 && w->b[i] <= 3) {
-            out[n++] = 0x03;
-            zeros = 0;
-        }
-        out[n++] = w->b[i];
-        zeros = (w->b[i] == 0) ? zeros + 1 : 0;
-    }
-
-    return n;
-}
-
-
-/* the SPS/PPS/slice of test_mp4.c: 16-bit frame_num and POC lsb */
-static size_t
-make_sps(uint8_t *out)
-{
-    bw_t  w;
-
-    memset(&w, 0, sizeof(w));
-    bw_u(&w, 24, 0x42001e);
-    bw_ue(&w, 0);
-    bw_ue(&w, 12);
-    bw_ue(&w, 0);
-    bw_ue(&w, 12);
-    bw_ue(&w, 1);
-    bw_u(&w, 1, 0);
-    bw_ue(&w, 3);
-    bw_ue(&w, 2);
-    bw_u(&w, 3, 0x6);               /* frame_mbs_only, direct_8x8, crop */
-    bw_u(&w, 1, 0);
-    bw_trail(&w);
-
-    return nal_escape(0x67, &w, out);
-}
-
-
-static size_t
-make_pps(uint8_t *out)
-{
-    bw_t  w;
-
-    memset(&w, 0, sizeof(w));
-    bw_ue(&w, 0);
-    bw_ue(&w, 0);
-    bw_u(&w, 2, 0);
-    bw_ue(&w, 0);
-    bw_ue(&w, 0);
-    bw_ue(&w, 0);
-    bw_u(&w, 3, 0);
-    bw_u(&w, 3, 0x7);               /* three se(0) */
-    bw_u(&w, 3, 0x4);               /* deblocking control present */
-    bw_trail(&w);
-
-    return nal_escape(0x68, &w, out);
-}
-
-
-/* header: 8 bytes with frame_num 0 (EPB), 7 without; data_bytes of 0xa5 */
-static size_t
-make_slice(uint8_t *out, uint32_t frame_num, size_t data_bytes)
-{
-    size_t  i;
-    bw_t    w;
-
-    memset(&w, 0, sizeof(w));
-    bw_ue(&w, 0);
-    bw_ue(&w, 2);
-    bw_ue(&w, 0);
-    bw_u(&w, 16, frame_num);
-    bw_u(&w, 16, 0);
-    bw_u(&w, 1, 1);
-    bw_ue(&w, 1);
-
-    for (i = 0; i < data_bytes; i++) {
-        bw_u(&w, 8, (uint32_t) (0xa5 ^ (i & 0x7f)));
-    }
-
-    bw_trail(&w);
-
-    return nal_escape(0x01, &w, out);
-}
-
-
-typedef struct {
     uint8_t  *p;
     size_t    len;
 } sample_t;
@@ -799,7 +630,7 @@ build_init(mm_buf_t *b, uint32_t format)
 
         box = mm_mp4_box_open(b, MM_FOURCC('a', 'v', 'c', 'C'));
         sps_len = make_sps(sps);
-        pps_len = make_pps(pps);
+        pps_len = make_pps(pps, 1);
         mm_mp4_put32(b, 0x0142001e);
         mm_mp4_put16(b, 0xffe1);
         mm_mp4_put16(b, (uint16_t) sps_len);
@@ -910,11 +741,11 @@ make_video(vset_t *v)
     memset(nal, 0x11, 30);
     nal[0] = 0x06;
     put_nal(&b, nal, 30);
-    n1 = make_slice(nal, 0, 100);
+    n1 = make_slice(nal, 0, 100, 0x7f);
     put_nal(&b, nal, n1);
-    n2 = make_slice(nal, 0xffff, 40);
+    n2 = make_slice(nal, 0xffff, 40, 0x7f);
     put_nal(&b, nal, n2);
-    n3 = make_slice(nal, 0x1234, 5);
+    n3 = make_slice(nal, 0x1234, 5, 0x7f);
     put_nal(&b, nal, n3);
     v->s[0].len = b.len;
     v->s[0].p = (uint8_t *) mm_buf_steal(&b, NULL);
@@ -932,7 +763,7 @@ make_video(vset_t *v)
     big[0] = 0x06;
     put_nal(&b, big, 70000);
     free(big);
-    n1 = make_slice(nal, 0xffff, 333);
+    n1 = make_slice(nal, 0xffff, 333, 0x7f);
     put_nal(&b, nal, n1);
     v->s[1].len = b.len;
     v->s[1].p = (uint8_t *) mm_buf_steal(&b, NULL);
@@ -944,7 +775,7 @@ make_video(vset_t *v)
 
     /* 2 */
     mm_mp4_put32(&b, 0);
-    n1 = make_slice(nal, 0xffff, 16);
+    n1 = make_slice(nal, 0xffff, 16, 0x7f);
     put_nal(&b, nal, n1);
     v->s[2].len = b.len;
     v->s[2].p = (uint8_t *) mm_buf_steal(&b, NULL);
@@ -1302,7 +1133,7 @@ test_fixtures(void)
 
     for (i = 0; i < 3; i++) {
         snprintf(path, sizeof(path), CORPUS_DIR "%s", names[i]);
-        p = slurp(path, &len);
+        p = mm_read_file(path, &len);
 
         if (p == NULL) {
             skip("fixture missing");

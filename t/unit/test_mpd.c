@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "hls.h"
 #include "mpd.h"
 #include "tap.h"
@@ -115,36 +116,6 @@ pres_init(mm_pres_t *p, const mm_rep_t *video, size_t nvideo,
 }
 
 
-static char *
-slurp(const char *path)
-{
-    long   n;
-    FILE  *f;
-    char  *s;
-
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-
-    s = malloc((size_t) n + 1);
-    if (s == NULL || fread(s, 1, (size_t) n, f) != (size_t) n) {
-        free(s);
-        fclose(f);
-        return NULL;
-    }
-
-    s[n] = '\0';
-    fclose(f);
-
-    return s;
-}
-
-
 /* compares b with the golden file (or rewrites it) */
 static void
 golden(const char *name, const mm_buf_t *b)
@@ -161,7 +132,7 @@ golden(const char *name, const mm_buf_t *b)
         return;
     }
 
-    want = slurp(path);
+    want = mm_read_file(path, NULL);
     if (want == NULL) {
         ok(0, "%s is readable (run from the top of the tree)", path);
         return;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "buf.h"
 #include "zip.h"
 #include "tap.h"
 
@@ -180,39 +181,6 @@ random_bytes(size_t n, uint64_t seed)
     for (i = 0; i < n; i++) {
         p[i] = (uint8_t) (rng(&seed) >> 24);
     }
-
-    return p;
-}
-
-
-static uint8_t *
-read_file(const char *path, size_t *len)
-{
-    int          fd;
-    ssize_t      n;
-    uint8_t     *p;
-    struct stat  st;
-
-    fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        return NULL;
-    }
-
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return NULL;
-    }
-
-    p = malloc(st.st_size ? (size_t) st.st_size : 1);
-    n = read(fd, p, (size_t) st.st_size);
-    close(fd);
-
-    if (n != st.st_size) {
-        free(p);
-        return NULL;
-    }
-
-    *len = (size_t) n;
 
     return p;
 }
@@ -531,7 +499,7 @@ verify(const char *label, const char *zip, const input_t *in, size_t n)
 
     for (i = 0; i < n; i++) {
         snprintf(name, sizeof(name), "x/%s", in[i].name);
-        got = read_file(tmp_path(path, name), &len);
+        got = mm_read_file(tmp_path(path, name), &len);
 
         if (got == NULL || len != in[i].size
             || (len && memcmp(got, in[i].data, len) != 0))
@@ -598,7 +566,7 @@ test_empty(void)
     is_int(size, 22, "empty: 22 bytes");
     is_int(mm_zip_archive_size(NULL, 0), 22, "empty: planned size");
 
-    data = read_file(zip, &len);
+    data = mm_read_file(zip, &len);
     ok(data && len == 22 && memcmp(data, want, 22) == 0,
        "empty: just the end record");
     free(data);
@@ -693,7 +661,7 @@ test_several(void)
 
     /* the same archive written to memory is byte-identical */
     memset(&sink, 0, sizeof(sink));
-    data = read_file(zip, &len);
+    data = mm_read_file(zip, &len);
 
     {
         mm_zip_t       *z;
@@ -932,7 +900,7 @@ test_resume(void)
     cdlen = mm_zip_central_directory_size(rec, n, cd_off);
     is_int(cdlen, size - cd_off, "rebuild: central_directory_size");
 
-    data = read_file(zip, &len);
+    data = mm_read_file(zip, &len);
     ok(data && len == size && sink.len == len - cd_off
        && memcmp(sink.data, data + cd_off, sink.len) == 0,
        "rebuild: bytes equal the writer's central directory");

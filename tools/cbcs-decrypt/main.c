@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cbcs.h"
 #include "mp4.h"
 
@@ -52,39 +53,6 @@ unhex(const char *s, uint8_t out[16])
     }
 
     return 0;
-}
-
-
-static uint8_t *
-slurp(const char *path, size_t *len)
-{
-    long      n;
-    FILE     *f;
-    uint8_t  *p;
-
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0
-        || fseek(f, 0, SEEK_SET) != 0)
-    {
-        fclose(f);
-        return NULL;
-    }
-
-    p = malloc((size_t) n + 1);
-    if (p == NULL || fread(p, 1, (size_t) n, f) != (size_t) n) {
-        free(p);
-        fclose(f);
-        return NULL;
-    }
-
-    fclose(f);
-    *len = (size_t) n;
-
-    return p;
 }
 
 
@@ -160,7 +128,7 @@ main(int argc, char **argv)
     mm_buf_init(&buf);
 
     for (i = optind; i < argc; i++) {
-        in = slurp(argv[i], &len);
+        in = mm_read_file(argv[i], &len);
         if (in == NULL) {
             fprintf(stderr, "media-cbcs-decrypt: %s: %s\n", argv[i],
                     strerror(errno));
