@@ -11,6 +11,7 @@
 use strict;
 use warnings;
 
+use Compress::Zlib ();
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
@@ -475,6 +476,27 @@ start_daemon();
 is(wait_for("SELECT count(*) FROM events WHERE request_id LIKE "
             . "'replay-%'", '500'), '500',
    'the restarted daemon replays them from the journal');
+
+# journals from before one record held a whole batch (one event a record)
+# are replayed the same way
+stop_daemon();
+{
+    opendir my $dh, "$tmp/journal/analytics" or die "journal: $!";
+    my ($last) = sort { $b <=> $a }
+                 map { /^(\d{16})\.jnl$/ ? $1 + 0 : () } readdir $dh;
+    my $seg = '';
+    for my $i (0 .. 99) {
+        my $rec = "Rold-$i\t1\t2025-11-23 12:13:20.123+00\t200\t$i\t\\N"
+                . "\t\\N\t\\N\t\\N\t\\N\t\\N\tnginx"
+                . "\t2025-11-23 12:13:20.123+00\n";
+        $seg .= pack('NN', length $rec, Compress::Zlib::crc32($rec)) . $rec;
+    }
+    spew(sprintf('%s/journal/analytics/%016d.jnl', $tmp, $last + 1), $seg);
+}
+start_daemon();
+is(wait_for("SELECT count(*), sum(bytes) FROM events WHERE request_id LIKE "
+            . "'old-%'", '100|4950'), '100|4950',
+   'a journal of one-event records is replayed');
 
 
 # ---- PostgreSQL stop/start mid-stream loses nothing -------------------------
