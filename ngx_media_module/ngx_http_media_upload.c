@@ -13,9 +13,12 @@
  *
  * Hashing and writing run on the thread pool, from the memory nginx read
  * the body into: the module gives nginx its own body buffers in turn
- * (rb->buf, up to four of client_body_buffer_size), so nginx reads into
- * one while two tasks work on what the others hold, one hashing it
- * (SHA-256), one writing it. The file is opened O_DIRECT:
+ * (rb->buf, up to four of client_body_buffer_size), and queues what they
+ * hold in batches; two tasks work through the batches, each at its own
+ * pace, one hashing (SHA-256), one writing, while nginx reads into a free
+ * buffer. A task goes on with the next batch without a trip through the
+ * event loop, and is back when there is none; a batch is done, and its
+ * buffers free, once both tasks passed it. The file is opened O_DIRECT:
  * the disk takes the bytes straight from those buffers (no copy into the
  * page cache, no dirty pages to write back later), and a buffer is placed
  * so that its bytes' addresses match their file offsets modulo the block
@@ -23,7 +26,8 @@
  * a multipart delimiter's false start) go through a bounce buffer. While
  * nginx would have to reuse a buffer a task still needs, the filter holds
  * one of nginx's body bufs busy (filter_need_buffering): nginx stops
- * reading until the tasks are back and the module resumes it. The writer
+ * reading, and the module resumes it once a buffer is free (it looks
+ * every millisecond, or when a task is back). The writer
  * owns that memory, the descriptor and the hash state: a request that
  * dies while a task runs leaves the task nothing dangling (the writer is
  * freed once its tasks are back).
@@ -48,7 +52,8 @@
 #define NGX_HTTP_MEDIA_UPLOAD_NBUF    4             /* body buffers, at most */
 
 
-typedef struct ngx_http_media_upload_ctx_s  ngx_http_media_upload_ctx_t;
+typedef struct ngx_http_media_upload_ctx_s   ngx_http_media_upload_ctx_t;
+typedef struct ngx_http_media_upload_file_s  ngx_http_media_upload_file_t;
 
 
 /* a run of the upload: in a body buffer, or copied into the batch */
@@ -73,35 +78,49 @@ typedef struct {
 } ngx_http_media_upload_batch_t;
 
 
-/*
- * The upload's file, its hash and body buffers; outlives a dying request.
- * Two tasks run on batch[fill ^ 1] at once: one hashes, one writes.
- */
+/* one of the two tasks: the batches it did; under the file's mutex */
 typedef struct {
-    ngx_thread_task_t               hash_task;
-    ngx_thread_task_t               write_task;
+    ngx_thread_task_t               task;
+    ngx_http_media_upload_file_t   *file;
+    ngx_uint_t                      done;
+    ngx_uint_t                      failed;
+    ngx_err_t                       err;
+    unsigned                        running:1;  /* posted (event loop's) */
+} ngx_http_media_upload_worker_t;
+
+
+/*
+ * The upload's file, its hash, body buffers and batches; outlives a dying
+ * request. Batches are numbered: the event loop fills batch[closed % N]
+ * and closes it, the tasks pass them in order, and the event loop retires
+ * a batch both passed. closed and the workers' done and failed are shared:
+ * under the mutex.
+ */
+struct ngx_http_media_upload_file_s {
+    ngx_http_media_upload_worker_t  hash;
+    ngx_http_media_upload_worker_t  write;
+    ngx_thread_mutex_t              mutex;
     ngx_http_media_upload_ctx_t    *ctx;        /* NULL: the request died */
     ngx_fd_t                        fd;         /* O_TMPFILE in the dir */
     EVP_MD_CTX                     *sha;
-    off_t                           written;    /* hashed and written */
     u_char                         *buf[NGX_HTTP_MEDIA_UPLOAD_NBUF];
     size_t                          buf_size;
-    ngx_http_media_upload_batch_t   batch[2];
-    ngx_uint_t                      fill;       /* the batch being filled */
-    ngx_uint_t                      running;    /* tasks out */
+    ngx_http_media_upload_batch_t   batch[NGX_HTTP_MEDIA_UPLOAD_NBUF];
+    ngx_uint_t                      closed;     /* batches closed */
+    ngx_uint_t                      retired;    /* and retired */
+    off_t                           written;    /* bytes retired */
 
     /* the write task's: whole blocks are written, the rest bounces */
     u_char                         *bounce;
     size_t                          bounced;
     off_t                           wpos;       /* bytes in whole blocks */
-    ngx_uint_t                      hash_failed;
-    ngx_uint_t                      write_failed;
-    ngx_err_t                       write_err;
 
+    unsigned                        mutex_set:1;
     unsigned                        direct:1;   /* O_DIRECT */
     unsigned                        failed:1;
-    unsigned                        finished:1; /* all written, truncated */
-} ngx_http_media_upload_file_t;
+    unsigned                        last:1;     /* the last batch closed */
+    unsigned                        finished:1; /* and retired */
+};
 
 
 struct ngx_http_media_upload_ctx_s {
@@ -111,6 +130,8 @@ struct ngx_http_media_upload_ctx_s {
     mm_multipart_t                 *mp;         /* NULL: a raw body */
     ngx_buf_t                      *held;       /* kept busy (see above) */
     ngx_uint_t                      cur;        /* the buffer nginx fills */
+    ngx_event_t                     poll;       /* for a free buffer */
+    ngx_http_event_handler_pt       reader;     /* nginx's, reading it */
     int64_t                         token_id;
     char                            token_hash[MM_TOKEN_HASH_LEN + 1];
     const char                     *error;      /* 400 once the body is in */
@@ -161,12 +182,20 @@ static ngx_uint_t ngx_http_media_upload_spare(ngx_http_media_upload_file_t *f,
     ngx_uint_t cur);
 static void ngx_http_media_upload_write(ngx_http_request_t *r,
     ngx_http_media_upload_ctx_t *ctx);
+static void ngx_http_media_upload_post(ngx_http_request_t *r,
+    ngx_http_media_upload_worker_t *w);
+static ngx_http_media_upload_batch_t *ngx_http_media_upload_next(
+    ngx_http_media_upload_worker_t *w, ngx_uint_t n, ngx_log_t *log);
 static void ngx_http_media_upload_hash_thread(void *data, ngx_log_t *log);
 static void ngx_http_media_upload_write_thread(void *data, ngx_log_t *log);
+static ngx_int_t ngx_http_media_upload_write_batch(
+    ngx_http_media_upload_file_t *f, ngx_http_media_upload_batch_t *fb);
 static ngx_int_t ngx_http_media_upload_pwrite(ngx_http_media_upload_file_t *f,
     u_char *p, size_t n);
-static void ngx_http_media_upload_written(ngx_http_media_upload_file_t *f);
-static void ngx_http_media_upload_write_done(ngx_event_t *ev);
+static void ngx_http_media_upload_retire(ngx_http_media_upload_file_t *f,
+    ngx_log_t *log);
+static void ngx_http_media_upload_poll(ngx_event_t *ev);
+static void ngx_http_media_upload_task_done(ngx_event_t *ev);
 static void ngx_http_media_upload_body(ngx_http_request_t *r);
 static void ngx_http_media_upload_store(ngx_http_request_t *r,
     ngx_http_media_upload_ctx_t *ctx);
@@ -375,6 +404,10 @@ ngx_http_media_upload_cleanup(void *data)
 
     ctx->active = 0;
 
+    if (ctx->poll.timer_set) {
+        ngx_del_timer(&ctx->poll);
+    }
+
     f = ctx->file;
     if (f == NULL) {
         return;
@@ -384,7 +417,7 @@ ngx_http_media_upload_cleanup(void *data)
     f->ctx = NULL;
 
     /* a running task frees it when it is back */
-    if (!f->running) {
+    if (!f->hash.running && !f->write.running) {
         ngx_http_media_upload_file_free(f);
     }
 }
@@ -569,20 +602,33 @@ ngx_http_media_upload_open(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    f->hash_task.ctx = f;
-    f->hash_task.handler = ngx_http_media_upload_hash_thread;
-    f->hash_task.event.data = f;
-    f->hash_task.event.handler = ngx_http_media_upload_write_done;
-    f->hash_task.event.log = r->connection->log;
+    if (ngx_thread_mutex_create(&f->mutex, r->connection->log) != NGX_OK) {
+        ngx_http_media_upload_file_free(f);
+        return NGX_ERROR;
+    }
 
-    f->write_task.ctx = f;
-    f->write_task.handler = ngx_http_media_upload_write_thread;
-    f->write_task.event.data = f;
-    f->write_task.event.handler = ngx_http_media_upload_write_done;
-    f->write_task.event.log = r->connection->log;
+    f->mutex_set = 1;
+
+    f->hash.file = f;
+    f->hash.task.ctx = &f->hash;
+    f->hash.task.handler = ngx_http_media_upload_hash_thread;
+    f->hash.task.event.data = &f->hash;
+    f->hash.task.event.handler = ngx_http_media_upload_task_done;
+    f->hash.task.event.log = r->connection->log;
+
+    f->write.file = f;
+    f->write.task.ctx = &f->write;
+    f->write.task.handler = ngx_http_media_upload_write_thread;
+    f->write.task.event.data = &f->write;
+    f->write.task.event.handler = ngx_http_media_upload_task_done;
+    f->write.task.event.log = r->connection->log;
 
     f->ctx = ctx;
     ctx->file = f;
+
+    ctx->poll.handler = ngx_http_media_upload_poll;
+    ctx->poll.data = ctx;
+    ctx->poll.log = r->connection->log;
 
     return NGX_OK;
 }
@@ -604,11 +650,12 @@ ngx_http_media_upload_file_free(ngx_http_media_upload_file_t *f)
 
     for (i = 0; i < NGX_HTTP_MEDIA_UPLOAD_NBUF; i++) {
         ngx_free(f->buf[i]);
-    }
-
-    for (i = 0; i < 2; i++) {
         ngx_free(f->batch[i].slices);
         ngx_free(f->batch[i].stage);
+    }
+
+    if (f->mutex_set) {
+        (void) ngx_thread_mutex_destroy(&f->mutex, ngx_cycle->log);
     }
 
     ngx_free(f->bounce);
@@ -781,7 +828,7 @@ ngx_http_media_upload_queue(ngx_http_media_upload_ctx_t *ctx, u_char *p,
         return;
     }
 
-    fb = &f->batch[f->fill];
+    fb = &f->batch[f->closed % NGX_HTTP_MEDIA_UPLOAD_NBUF];
     s = fb->nslices ? &fb->slices[fb->nslices - 1] : NULL;
 
     k = ngx_http_media_upload_buf_index(f, p);
@@ -890,7 +937,12 @@ ngx_http_media_upload_spare(ngx_http_media_upload_file_t *f, ngx_uint_t cur)
 {
     ngx_uint_t  i, used, spare;
 
-    used = f->batch[0].bufs | f->batch[1].bufs;
+    used = 0;
+
+    for (i = f->retired; i <= f->closed; i++) {
+        used |= f->batch[i % NGX_HTTP_MEDIA_UPLOAD_NBUF].bufs;
+    }
+
     spare = NGX_HTTP_MEDIA_UPLOAD_NBUF;
 
     for (i = 0; i < NGX_HTTP_MEDIA_UPLOAD_NBUF; i++) {
@@ -955,6 +1007,11 @@ ngx_http_media_upload_rebuffer(ngx_http_request_t *r,
                 ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                                "media upload: reading waits for a buffer");
                 ctx->stalled = 1;
+                ctx->reader = r->read_event_handler;
+
+                if (!ctx->poll.timer_set) {
+                    ngx_add_timer(&ctx->poll, 1);
+                }
             }
 
             return;
@@ -1012,10 +1069,10 @@ ngx_http_media_upload_rebuffer(ngx_http_request_t *r,
 
 
 /*
- * Posts the batch being filled to the hash and the write task once it
- * holds a body buffer's worth (or nginx waits for a buffer, or the body is
- * complete: then the batch is the last, even if empty), unless they run
- * (the next is posted when they are back).
+ * Closes the batch being filled once it holds a body buffer's worth (or
+ * nginx waits for a buffer, or the body is complete: then the batch is
+ * the last, even if empty) and the ring has room; then posts a task that
+ * is not running and has a batch to do.
  */
 static void
 ngx_http_media_upload_write(ngx_http_request_t *r,
@@ -1023,101 +1080,176 @@ ngx_http_media_upload_write(ngx_http_request_t *r,
 {
     ngx_http_media_upload_file_t   *f;
     ngx_http_media_upload_batch_t  *fb;
-    ngx_http_media_main_conf_t     *mcf;
 
     f = ctx->file;
+    fb = &f->batch[f->closed % NGX_HTTP_MEDIA_UPLOAD_NBUF];
 
-    if (f->running || f->failed || f->finished) {
-        return;
-    }
-
-    fb = &f->batch[f->fill];
-
-    if (!ctx->complete
-        && (fb->len == 0 || (fb->len < f->buf_size && !ctx->stalled)))
+    if (f->failed || f->last
+        || (!ctx->complete
+            && (fb->len == 0 || (fb->len < f->buf_size && !ctx->stalled)))
+        || f->closed + 1 - f->retired >= NGX_HTTP_MEDIA_UPLOAD_NBUF)
     {
-        return;
+        goto post;
     }
 
     fb->last = ctx->complete;
+    f->last = ctx->complete;
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "media upload: write %uz bytes at %O, %ui slices%s",
-                   fb->len, f->written, fb->nslices,
+                   "media upload: batch %ui: %uz bytes, %ui slices%s",
+                   f->closed, fb->len, fb->nslices,
                    fb->last ? ", the last" : "");
 
-    f->fill ^= 1;
-    f->running = 2;
+    (void) ngx_thread_mutex_lock(&f->mutex, r->connection->log);
+    f->closed++;
+    (void) ngx_thread_mutex_unlock(&f->mutex, r->connection->log);
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_media_module);
+post:
 
-    /* the queue is full: work here rather than not at all */
-
-    if (ngx_thread_task_post(mcf->thread_pool, &f->hash_task) != NGX_OK) {
-        ngx_http_media_upload_hash_thread(f, r->connection->log);
-        f->running--;
-    }
-
-    if (ngx_thread_task_post(mcf->thread_pool, &f->write_task) != NGX_OK) {
-        ngx_http_media_upload_write_thread(f, r->connection->log);
-        f->running--;
-    }
-
-    if (f->running == 0) {
-        ngx_http_media_upload_written(f);
-    }
+    ngx_http_media_upload_post(r, &f->hash);
+    ngx_http_media_upload_post(r, &f->write);
 }
 
 
-/* pool thread: no nginx calls; hashes batch[fill ^ 1] */
+/* posts a task that is not running and has a batch to do */
+static void
+ngx_http_media_upload_post(ngx_http_request_t *r,
+    ngx_http_media_upload_worker_t *w)
+{
+    ngx_uint_t                     done;
+    ngx_http_media_upload_file_t  *f;
+    ngx_http_media_main_conf_t    *mcf;
+
+    f = w->file;
+
+    if (w->running) {
+        return;
+    }
+
+    (void) ngx_thread_mutex_lock(&f->mutex, r->connection->log);
+    done = w->done;
+    (void) ngx_thread_mutex_unlock(&f->mutex, r->connection->log);
+
+    if (done == f->closed) {
+        return;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_media_module);
+
+    if (ngx_thread_task_post(mcf->thread_pool, &w->task) == NGX_OK) {
+        w->running = 1;
+        return;
+    }
+
+    /* the queue is full: work here rather than not at all */
+
+    w->task.handler(w, r->connection->log);
+    ngx_http_media_upload_retire(f, r->connection->log);
+}
+
+
+/* pool thread: the worker's next batch, after n of this run; NULL: none */
+static ngx_http_media_upload_batch_t *
+ngx_http_media_upload_next(ngx_http_media_upload_worker_t *w, ngx_uint_t n,
+    ngx_log_t *log)
+{
+    ngx_http_media_upload_file_t   *f;
+    ngx_http_media_upload_batch_t  *fb;
+
+    f = w->file;
+    fb = NULL;
+
+    (void) ngx_thread_mutex_lock(&f->mutex, log);
+
+    if (n) {
+        w->done++;
+    }
+
+    if (w->done != f->closed) {
+        fb = &f->batch[w->done % NGX_HTTP_MEDIA_UPLOAD_NBUF];
+    }
+
+    (void) ngx_thread_mutex_unlock(&f->mutex, log);
+
+    return fb;
+}
+
+
+/* pool thread: no nginx calls but the mutex; hashes batches */
 static void
 ngx_http_media_upload_hash_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_media_upload_file_t  *f = data;
+    ngx_http_media_upload_worker_t  *w = data;
 
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, n;
     ngx_http_media_upload_batch_t  *fb;
     ngx_http_media_upload_slice_t  *s;
 
-    fb = &f->batch[f->fill ^ 1];
+    for (n = 0; (fb = ngx_http_media_upload_next(w, n, log)); n++) {
 
-    for (i = 0; i < fb->nslices; i++) {
-        s = &fb->slices[i];
+        for (i = 0; i < fb->nslices && !w->failed; i++) {
+            s = &fb->slices[i];
 
-        if (EVP_DigestUpdate(f->sha, s->data ? s->data
-                                             : fb->stage + s->staged,
-                             s->len)
-            != 1)
-        {
-            f->hash_failed = 1;
-            return;
+            if (EVP_DigestUpdate(w->file->sha,
+                                 s->data ? s->data : fb->stage + s->staged,
+                                 s->len)
+                != 1)
+            {
+                (void) ngx_thread_mutex_lock(&w->file->mutex, log);
+                w->failed = 1;
+                (void) ngx_thread_mutex_unlock(&w->file->mutex, log);
+            }
         }
     }
 }
 
 
-/*
- * Pool thread: no nginx calls; writes batch[fill ^ 1]. Whole blocks at a
- * block-aligned address go to the file from where they are; other bytes
- * are copied into the bounce buffer, written when it is full or before
- * aligned bytes, and kept (a partial block) for the next batch. At the
- * end the last block is written padded and the file cut to its size.
- */
+/* pool thread: no nginx calls but the mutex; writes batches */
 static void
 ngx_http_media_upload_write_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_media_upload_file_t  *f = data;
+    ngx_http_media_upload_worker_t  *w = data;
 
+    ngx_uint_t                      n;
+    ngx_http_media_upload_batch_t  *fb;
+
+    for (n = 0; (fb = ngx_http_media_upload_next(w, n, log)); n++) {
+
+        if (w->failed
+            || ngx_http_media_upload_write_batch(w->file, fb) == NGX_OK)
+        {
+            continue;
+        }
+
+        (void) ngx_thread_mutex_lock(&w->file->mutex, log);
+        w->failed = 1;
+        w->err = errno ? errno : ENOSPC;
+        (void) ngx_thread_mutex_unlock(&w->file->mutex, log);
+    }
+}
+
+
+/*
+ * Pool thread: writes a batch. Whole blocks at a block-aligned address go
+ * to the file from where they are; other bytes are copied into the bounce
+ * buffer, written when it is full or before aligned bytes, and kept (a
+ * partial block) for the next batch. At the end the last block is written
+ * padded and the file cut to its size. NGX_ERROR with errno set.
+ */
+static ngx_int_t
+ngx_http_media_upload_write_batch(ngx_http_media_upload_file_t *f,
+    ngx_http_media_upload_batch_t *fb)
+{
+    off_t                           start;
     size_t                          n, m, c, bl;
     u_char                         *p;
     ngx_uint_t                      i;
-    ngx_http_media_upload_batch_t  *fb;
     ngx_http_media_upload_slice_t  *s;
 
 #define ngx_http_media_upload_aligned(p)                                     \
     (((uintptr_t) (p) & (NGX_HTTP_MEDIA_UPLOAD_BLOCK - 1)) == 0)
 
-    fb = &f->batch[f->fill ^ 1];
+    start = f->wpos + f->bounced;
 
     for (i = 0; i < fb->nslices; i++) {
         s = &fb->slices[i];
@@ -1134,7 +1266,7 @@ ngx_http_media_upload_write_thread(void *data, ngx_log_t *log)
                     if (ngx_http_media_upload_pwrite(f, f->bounce, f->bounced)
                         != NGX_OK)
                     {
-                        return;
+                        return NGX_ERROR;
                     }
 
                     f->bounced = 0;
@@ -1143,7 +1275,7 @@ ngx_http_media_upload_write_thread(void *data, ngx_log_t *log)
                 m = n & ~((size_t) NGX_HTTP_MEDIA_UPLOAD_BLOCK - 1);
 
                 if (ngx_http_media_upload_pwrite(f, p, m) != NGX_OK) {
-                    return;
+                    return NGX_ERROR;
                 }
 
                 p += m;
@@ -1170,7 +1302,7 @@ ngx_http_media_upload_write_thread(void *data, ngx_log_t *log)
                 if (ngx_http_media_upload_pwrite(f, f->bounce, f->bounced)
                     != NGX_OK)
                 {
-                    return;
+                    return NGX_ERROR;
                 }
 
                 f->bounced = 0;
@@ -1183,28 +1315,28 @@ ngx_http_media_upload_write_thread(void *data, ngx_log_t *log)
     if (!fb->last) {
         if (!f->direct) {
             /* the disk may start on it: less for the final fsync */
-            (void) sync_file_range(f->fd, f->written, fb->len,
+            (void) sync_file_range(f->fd, start, fb->len,
                                    SYNC_FILE_RANGE_WRITE);
         }
 
-        return;
+        return NGX_OK;
     }
 
     if (f->bounced) {
+        start = f->wpos + f->bounced;
         m = ngx_align(f->bounced, NGX_HTTP_MEDIA_UPLOAD_BLOCK);
         ngx_memzero(f->bounce + f->bounced, m - f->bounced);
 
-        if (ngx_http_media_upload_pwrite(f, f->bounce, m) != NGX_OK) {
-            return;
+        if (ngx_http_media_upload_pwrite(f, f->bounce, m) != NGX_OK
+            || ftruncate(f->fd, start) != 0)
+        {
+            return NGX_ERROR;
         }
 
         f->bounced = 0;
-
-        if (ftruncate(f->fd, f->written + fb->len) != 0) {
-            f->write_failed = 1;
-            f->write_err = errno;
-        }
     }
+
+    return NGX_OK;
 }
 
 
@@ -1223,8 +1355,10 @@ ngx_http_media_upload_pwrite(ngx_http_media_upload_file_t *f, u_char *p,
         }
 
         if (w <= 0) {
-            f->write_failed = 1;
-            f->write_err = (w == 0) ? ENOSPC : errno;
+            if (w == 0) {
+                errno = ENOSPC;
+            }
+
             return NGX_ERROR;
         }
 
@@ -1237,51 +1371,74 @@ ngx_http_media_upload_pwrite(ngx_http_media_upload_file_t *f, u_char *p,
 }
 
 
-/* a batch is done (failed or not): its buffers and stage are free again */
+/*
+ * Event loop: retires the batches both tasks passed (their buffers and
+ * stage are free again). After a failure the tasks pass the rest without
+ * work, and the batch being filled is dropped.
+ */
 static void
-ngx_http_media_upload_written(ngx_http_media_upload_file_t *f)
+ngx_http_media_upload_retire(ngx_http_media_upload_file_t *f, ngx_log_t *log)
 {
+    ngx_uint_t                      done, failed;
     ngx_http_media_upload_batch_t  *fb;
 
-    fb = &f->batch[f->fill ^ 1];
+    (void) ngx_thread_mutex_lock(&f->mutex, log);
+    done = ngx_min(f->hash.done, f->write.done);
+    failed = f->hash.failed || f->write.failed;
+    (void) ngx_thread_mutex_unlock(&f->mutex, log);
 
-    if (f->hash_failed || f->write_failed) {
+    if (failed && !f->failed) {
         f->failed = 1;
 
-    } else {
-        f->written += fb->len;
-        f->finished = fb->last;
+        ngx_log_error(NGX_LOG_CRIT, log, f->write.err,
+                      "media upload: %s the upload failed",
+                      f->write.failed ? "writing" : "hashing");
+
+        fb = &f->batch[f->closed % NGX_HTTP_MEDIA_UPLOAD_NBUF];
+        fb->nslices = 0;
+        fb->staged = 0;
+        fb->len = 0;
+        fb->bufs = 0;
     }
 
-    fb->nslices = 0;
-    fb->staged = 0;
-    fb->len = 0;
-    fb->bufs = 0;
+    for ( /* void */ ; f->retired < done; f->retired++) {
+        fb = &f->batch[f->retired % NGX_HTTP_MEDIA_UPLOAD_NBUF];
+
+        if (!f->failed) {
+            f->written += fb->len;
+            f->finished = fb->last;
+        }
+
+        fb->nslices = 0;
+        fb->staged = 0;
+        fb->len = 0;
+        fb->bufs = 0;
+    }
 }
 
 
 /* event loop: a task is back */
 static void
-ngx_http_media_upload_write_done(ngx_event_t *ev)
+ngx_http_media_upload_task_done(ngx_event_t *ev)
 {
-    ngx_http_media_upload_file_t  *f = ev->data;
+    ngx_http_media_upload_worker_t  *w = ev->data;
 
-    ngx_connection_t             *c;
-    ngx_http_request_t           *r;
-    ngx_http_media_upload_ctx_t  *ctx;
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r;
+    ngx_http_media_upload_ctx_t   *ctx;
+    ngx_http_media_upload_file_t  *f;
 
-    if (--f->running) {
-        /* the other task is still out */
-        return;
-    }
-
-    ngx_http_media_upload_written(f);
+    f = w->file;
+    w->running = 0;
 
     ctx = f->ctx;
 
     if (ctx == NULL) {
         /* the request is gone */
-        ngx_http_media_upload_file_free(f);
+        if (!f->hash.running && !f->write.running) {
+            ngx_http_media_upload_file_free(f);
+        }
+
         return;
     }
 
@@ -1290,32 +1447,75 @@ ngx_http_media_upload_write_done(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "media upload: %O bytes written%s", f->written,
-                   f->failed ? ", failed" : "");
+    ngx_http_media_upload_retire(f, c->log);
 
-    if (f->write_failed || f->hash_failed) {
-        ngx_log_error(NGX_LOG_CRIT, c->log, f->write_err,
-                      "media upload: %s the upload failed",
-                      f->write_failed ? "writing" : "hashing");
-        f->write_failed = 0;
-        f->hash_failed = 0;
-    }
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "media upload: %ui batches, %O bytes done%s",
+                   f->retired, f->written, f->failed ? ", failed" : "");
 
     ngx_http_media_upload_write(r, ctx);
 
     if (ctx->stalled) {
-        /* nginx waits for a buffer: read on (that may finalize r) */
-        if (ngx_http_media_upload_spare(f, ctx->cur)
-            < NGX_HTTP_MEDIA_UPLOAD_NBUF)
-        {
-            r->read_event_handler(r);
-        }
+        ngx_http_media_upload_poll(&ctx->poll);
+        return;
+    }
 
-    } else if (ctx->complete && !f->running) {
+    if (ctx->complete && !f->hash.running && !f->write.running) {
         ngx_http_media_upload_store(r, ctx);
     }
 
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Event loop: nginx waits for a buffer (the tasks go on without a trip
+ * through the event loop, so this looks every millisecond): reads on once
+ * the tasks are done with one.
+ */
+static void
+ngx_http_media_upload_poll(ngx_event_t *ev)
+{
+    ngx_http_media_upload_ctx_t  *ctx = ev->data;
+
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r;
+    ngx_http_media_upload_file_t  *f;
+
+    if (!ctx->stalled) {
+        return;
+    }
+
+    r = ctx->request;
+    c = r->connection;
+    f = ctx->file;
+
+    if (r->read_event_handler != ctx->reader) {
+        /* nginx is not reading the body any more (an error, a timeout) */
+        ctx->stalled = 0;
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_http_media_upload_retire(f, c->log);
+    ngx_http_media_upload_write(r, ctx);
+
+    if (ngx_http_media_upload_spare(f, ctx->cur) == NGX_HTTP_MEDIA_UPLOAD_NBUF)
+    {
+        if (!ev->timer_set) {
+            ngx_add_timer(ev, 1);
+        }
+
+        return;
+    }
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    /* read on (that may finalize r) */
+    r->read_event_handler(r);
     ngx_http_run_posted_requests(c);
 }
 
@@ -1367,7 +1567,7 @@ ngx_http_media_upload_body(ngx_http_request_t *r)
 
     ngx_http_media_upload_write(r, ctx);
 
-    if (!ctx->file->running) {
+    if (!ctx->file->hash.running && !ctx->file->write.running) {
         ngx_http_media_upload_store(r, ctx);
     }
 }
