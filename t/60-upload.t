@@ -1,7 +1,9 @@
 #!/usr/bin/perl
 # Uploads and the module's side of packaging (docs/packaging.md):
-# POST /upload_input_content (raw and multipart, SHA-256, 413, 0 bytes,
-# truncated uploads leave nothing, flat RSS for ~300 MB), GET
+# POST /upload_input_content (raw, chunked and multipart, SHA-256, sizes
+# around the O_DIRECT block, 413, 0 bytes, HTTP/2 refused, truncated
+# uploads and a kill -9 of nginx mid-upload leave nothing, flat RSS for
+# ~300 MB), GET
 # /input_content/{id}, POST /packaged_content (key/kid validation, probe
 # verdicts: not MP4, VP9, no audio), GET /packaged_content/{id} in every
 # state, protected serving of /packaged/{id}/ (token, signed prefix,
@@ -25,13 +27,21 @@ use MediaTest qw(slurp spew ffmpeg is_json_error);
 my $dir = MediaTest::tempdir('upload-media');
 
 # a small-limit upload location for 413 (relative to the nginx prefix,
-# $MEDIA_VAR/nginx/, so it lands in $MEDIA_VAR/uploads too)
-my $s = MediaTest->start(workers => 2, extra_server => <<'EOF');
+# $MEDIA_VAR/nginx/, so it lands in $MEDIA_VAR/uploads too), and one on an
+# HTTP/2 listener
+my $h2port = MediaTest::free_port();
+my $s = MediaTest->start(workers => 2,
+                         extra_server => <<'EOF', extra_http => <<"EOF2");
         location = /upload_small {
             client_max_body_size 64k;
             media_upload ../uploads;
         }
 EOF
+    server {
+        listen 127.0.0.1:$h2port http2;
+        location = /upload_input_content { media_upload ../uploads; }
+    }
+EOF2
 my $admin = $s->admin_token;
 my $var = $s->var;
 
@@ -68,9 +78,35 @@ sub body_files {
     return grep { !/^\./ } readdir $d;
 }
 
+# every name in uploads/, dot files too
 sub upload_files {
     opendir(my $d, "$var/uploads") or return ();
-    return grep { !/^\./ } readdir $d;
+    return sort grep { !/^\.\.?$/ } readdir $d;
+}
+
+sub slurp_maybe { my $r = eval { slurp($_[0]) }; $r }
+
+sub nginx_pids {
+    my $master = (slurp_maybe("$var/run/nginx.pid") // '') =~ /(\d+)/ ? $1 : 0;
+    my @p = ($master);
+    for my $st (glob '/proc/[0-9]*/stat') {
+        my $l = slurp_maybe($st) // next;
+        push @p, $1 if $l =~ /^(\d+) \(.*\) \S+ (\d+)/ && $2 == $master;
+    }
+    return @p;
+}
+
+# the sizes of the unnamed (O_TMPFILE) files in uploads/ nginx holds open
+sub unnamed_uploads {
+    my @sizes;
+    for my $pid (nginx_pids()) {
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $l = readlink($fd) // next;
+            push @sizes, -s $fd // 0
+                if $l =~ m{^\Q$var\E/uploads/#\d+ \(deleted\)$};
+        }
+    }
+    return @sizes;
 }
 
 # curl does multipart for us (as a browser form would)
@@ -136,6 +172,20 @@ is($r->{status}, 200, 'raw upload, chunked: 200') or diag $r->{body};
 is($r->{json}{sha256}, $sum, '  sha256 equals sha256sum');
 is($r->{json}{size}, length $raw, '  size');
 
+# around the O_DIRECT block (4096): the last block is written padded and
+# the file cut to its size
+for my $n (1, 4095, 4096, 4097, 3 * 65536, 1048576 + 1) {
+    my $body = join '', map { chr(($_ * 7 + $n) % 256) } 1 .. $n;
+    $r = $s->req(POST => '/upload_input_content', token => $tok,
+                 body => $body);
+    my ($p) = $r->{json} && $s->psql("SELECT path FROM input_content WHERE id"
+                                     . " = $r->{json}{input_content_id}");
+    ok($r->{status} == 200 && $r->{json}{sha256} eq sha256_hex($body)
+       && $p && -s $p->[0] == $n && slurp($p->[0]) eq $body,
+       "raw upload of $n bytes: 200, sha256, the stored file is the body")
+        or diag $r->{body};
+}
+
 # ------------------------------------------------------------ multipart
 
 $r = curl("-H 'Authorization: Bearer $tok'", "-F 'title=a trailer'",
@@ -173,6 +223,14 @@ $r = $s->req(POST => '/upload_input_content', token => $tok, body => 'x',
              headers => { 'Content-Type' => 'multipart/form-data' });
 is_json_error($r, 400, 'invalid_multipart', 'multipart without a boundary');
 
+# the body buffers are given to nginx's HTTP/1 body reader (no body sent:
+# curl 7.88 may fail on an HTTP/2 answer that comes before the body is read)
+$r = curl("--http2-prior-knowledge -X POST -H 'Authorization: Bearer $tok'",
+          "http://127.0.0.1:$h2port/upload_input_content");
+is($r->{status}, 505, 'an upload over HTTP/2: 505') or diag $r->{body};
+is($r->{json} && $r->{json}{error}, 'http_version_not_supported',
+   '  JSON error');
+
 spew("$dir/empty.bin", '');
 $r = curl("-H 'Authorization: Bearer $tok'", "-F 'file=\@$dir/empty.bin'",
           $s->url('/upload_input_content'));
@@ -203,11 +261,13 @@ ok(MediaTest::wait_until(sub { !body_files() }, 5),
 
 # ------------------------------------------------------------ truncated
 
-# a client killed mid-body: no row, no file (temp or upload)
-sub truncated {
-    my ($what, $headers, $prefix, $total) = @_;
-    my $before_rows = rows();
-    my $before_files = scalar upload_files();
+# the upload is written to an unnamed file (O_TMPFILE) in uploads/: a client
+# killed mid-body, or nginx killed (-9) mid-upload, leaves no row and no
+# file (temp or upload), and nothing that would need sweeping
+
+# a client that sends $prefix and 2 MB of the promised $total, then waits
+sub partial_upload {
+    my ($headers, $prefix, $total) = @_;
     my $pid = fork // die "fork: $!";
     if (!$pid) {
         my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -221,17 +281,26 @@ sub truncated {
         sleep 30;                               # killed here
         POSIX::_exit(0);
     }
-    # until the temp file holds the 2 MB, then kill the client
+    return $pid;
+}
+
+sub truncated {
+    my ($what, $headers, $prefix, $total) = @_;
+    my $before_rows = rows();
+    my @before_files = upload_files();
+    my $pid = partial_upload($headers, $prefix, $total);
+    # until the unnamed file holds the 2 MB, then kill the client
     my $grew = MediaTest::wait_until(sub {
-        my @f = body_files();
-        @f && -s "$var/nginx/body/$f[0]" >= 1024 * 1024 }, 10);
-    ok($grew, "$what: the body is arriving in a temp file");
+        grep { $_ >= 1024 * 1024 } unnamed_uploads() }, 10);
+    ok($grew, "$what: the body is arriving in an unnamed file in uploads/");
+    is_deeply([upload_files()], \@before_files, "$what:   and no name there");
     kill 'KILL', $pid;
     waitpid($pid, 0);
-    ok(MediaTest::wait_until(sub { !body_files() }, 10),
-       "$what: the temp file is gone once the client is");
+    ok(MediaTest::wait_until(sub { !unnamed_uploads() }, 10),
+       "$what: the file is gone once the client is");
     is(rows(), $before_rows, "$what: no row");
-    is(scalar upload_files(), $before_files, "$what: no file in uploads/");
+    is_deeply([upload_files()], \@before_files, "$what: no file in uploads/");
+    is_deeply([body_files()], [], "$what: nothing in client_body_temp_path");
 }
 
 truncated('raw upload cut at 2 of 10 MB', '', '', 10 * 1024 * 1024);
@@ -239,6 +308,33 @@ truncated('multipart upload cut at 2 of 10 MB',
           "Content-Type: multipart/form-data; boundary=BB\r\n",
           "--BB\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n",
           10 * 1024 * 1024);
+
+{
+    my $what = 'nginx killed (-9) mid-upload';
+    my $before_rows = rows();
+    my @before_files = upload_files();
+    my $pid = partial_upload('', '', 10 * 1024 * 1024);
+    ok(MediaTest::wait_until(sub {
+           grep { $_ >= 1024 * 1024 } unnamed_uploads() }, 10),
+       "$what: the body is arriving");
+    my $old = $s->kill_daemon('nginx', 'KILL');
+    ok($old, "$what: master $old killed; the launcher kills its workers");
+    my $new = $s->wait_daemon('nginx', $old, 15);
+    ok($new, "$what: nginx restarted (pid $new)");
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    ok(MediaTest::wait_until(sub {
+           $s->req(GET => '/healthz')->{status} == 200 }, 20),
+       "$what: /healthz answers again");
+    is(rows(), $before_rows, "$what: no row");
+    is_deeply([upload_files()], \@before_files,
+              "$what: no file in uploads/ (nothing to sweep)");
+    is_deeply([body_files()], [], "$what: nothing in client_body_temp_path");
+    is_deeply([unnamed_uploads()], [], "$what: no unnamed file held open");
+    $r = $s->req(POST => '/upload_input_content', token => $tok, body => $raw);
+    is($r->{status}, 200, "$what: the next upload is stored");
+    is($r->{json}{sha256}, $sum, '  sha256 equals sha256sum');
+}
 
 # ------------------------------------------------------------ RSS
 
