@@ -156,23 +156,36 @@ bench: deps all
 	bench/upload
 	bench/package
 
-# libFuzzer over the MP4 box parser + cbcs encryptor (t/fuzz/README.md)
+# libFuzzer over the MP4 box parser + cbcs encryptor, and the JSON reader
+# and writer (t/fuzz/README.md), FUZZ_TIME seconds each
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
-FUZZ      := $(BUILD)/fuzz/fuzz_mp4
+FUZZ_FLAGS = -g -O1 -std=gnu11 -D_GNU_SOURCE $(WARN) \
+             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ      := $(BUILD)/fuzz/fuzz_mp4 $(BUILD)/fuzz/fuzz_json
 
 fuzz: $(FUZZ)
 	mkdir -p $(BUILD)/fuzz/corpus && cp t/fuzz/corpus/* $(BUILD)/fuzz/corpus/
+	mkdir -p $(BUILD)/fuzz/corpus-json \
+	    && cp t/fuzz/corpus-json/* $(BUILD)/fuzz/corpus-json/
 	cd $(BUILD)/fuzz && { ./fuzz_mp4 -max_total_time=$(FUZZ_TIME) \
 	    -print_final_stats=1 corpus >fuzz.log 2>&1; rc=$$?; \
 	    tail -15 fuzz.log; exit $$rc; }
+	cd $(BUILD)/fuzz && { ./fuzz_json -max_total_time=$(FUZZ_TIME) \
+	    -print_final_stats=1 corpus-json >fuzz-json.log 2>&1; rc=$$?; \
+	    tail -15 fuzz-json.log; exit $$rc; }
 
-$(FUZZ): t/fuzz/fuzz_mp4.c $(LIB_SRC) $(wildcard lib/*.h)
+$(BUILD)/fuzz/fuzz_mp4: t/fuzz/fuzz_mp4.c $(LIB_SRC) $(wildcard lib/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE $(WARN) \
-	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	$(FUZZ_CC) $(FUZZ_FLAGS) \
 	    -Ilib t/fuzz/fuzz_mp4.c lib/mp4.c lib/h264.c lib/cbcs.c lib/buf.c \
 	    lib/mm.c -lcrypto -o $@
+
+$(BUILD)/fuzz/fuzz_json: t/fuzz/fuzz_json.c lib/json.c lib/buf.c lib/mm.c \
+		$(wildcard lib/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Ilib t/fuzz/fuzz_json.c lib/json.c lib/buf.c \
+	    lib/mm.c -o $@
 
 image-check:
 	../shared/tools/image-check

@@ -4,8 +4,13 @@
  * The reader is recursive descent bounded by MM_JSON_MAX_DEPTH. Every node,
  * string and array of children lives in one chunked arena owned by the
  * document. Children of a container are collected on a scratch stack
- * (indices only, it may move) and copied into the arena once the container
- * closes, so each array/object is one contiguous block.
+ * (on the parser's own stack until it outgrows it) and copied into the
+ * arena once the container closes, so each array/object is one contiguous
+ * block. The document and its first chunk are one allocation.
+ *
+ * Hot paths (every analytics event goes through here): runs of bytes that
+ * need no decoding or escaping are found eight bytes a step and copied
+ * whole, and integers that fit int64 are converted without strtod.
  */
 
 #include <errno.h>
@@ -14,6 +19,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +29,10 @@
 
 #define MM_JSON_ALIGN       _Alignof(max_align_t)
 #define MM_JSON_CHUNK_MIN   4096
+#define MM_JSON_STACK       16          /* scratch items before malloc */
+
+#define MM_JSON_ONES        UINT64_C(0x0101010101010101)
+#define MM_JSON_HIGHS       UINT64_C(0x8080808080808080)
 
 
 typedef struct mm_json_chunk_s  mm_json_chunk_t;
@@ -38,6 +48,7 @@ struct mm_json_doc_s {
     mm_json_chunk_t     *chunks;
     size_t               next_size;     /* size of the next regular chunk */
     mm_json_t            root;
+    mm_json_chunk_t     *first;         /* in the document's own malloc */
 };
 
 typedef struct {
@@ -54,18 +65,25 @@ typedef struct {
     size_t               nmembers;
     size_t               members_cap;
 
+    mm_json_t            items0[MM_JSON_STACK];
+    mm_json_member_t     members0[MM_JSON_STACK];
+
     mm_status_t          status;
     char                *err;
     size_t               err_size;
 } mm_json_parser_t;
 
 
-static void *mm_json_alloc(mm_json_doc_t *doc, size_t size);
+static inline void *mm_json_alloc(mm_json_doc_t *doc, size_t size,
+    size_t align);
+static void *mm_json_alloc_chunk(mm_json_doc_t *doc, size_t size);
 static void mm_json_shrink_last(mm_json_doc_t *doc, void *p, size_t size,
     size_t used);
 static mm_status_t mm_json_fail(mm_json_parser_t *ps, mm_status_t st,
     const unsigned char *at, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static void *mm_json_grow(mm_json_parser_t *ps, void *stack, void *p,
+    size_t *cap, size_t size);
 static void mm_json_skip_ws(mm_json_parser_t *ps);
 static mm_status_t mm_json_value(mm_json_parser_t *ps, mm_json_t *v);
 static mm_status_t mm_json_array(mm_json_parser_t *ps, mm_json_t *v);
@@ -79,28 +97,45 @@ static int mm_json_hex4(const unsigned char *p, unsigned *out);
 static int mm_json_utf8_len(const unsigned char *p, size_t n);
 static size_t mm_json_put_utf8(unsigned char *out, unsigned cp);
 static double mm_json_strtod(const char *s);
+static const unsigned char *mm_json_plain(const unsigned char *p,
+    const unsigned char *end);
+static size_t mm_json_escape_one(char *out, const unsigned char **pp,
+    const unsigned char *end);
 
 
 /* arena */
 
-static void *
-mm_json_alloc(mm_json_doc_t *doc, size_t size)
+/*
+ * size bytes aligned to align (a power of two up to MM_JSON_ALIGN; strings
+ * take 1): from the current chunk, or a new one
+ */
+static inline void *
+mm_json_alloc(mm_json_doc_t *doc, size_t size, size_t align)
 {
-    size_t            off, csize;
+    size_t            off;
+    mm_json_chunk_t  *c;
+
+    c = doc->chunks;
+    off = (c->used + align - 1) & ~(align - 1);
+
+    if (size > 0 && off <= c->size && size <= c->size - off) {
+        c->used = off + size;
+        return c->data + off;
+    }
+
+    return mm_json_alloc_chunk(doc, size);
+}
+
+
+/* the current chunk is full: a new one, or one of its own for a big block */
+static void *
+mm_json_alloc_chunk(mm_json_doc_t *doc, size_t size)
+{
+    size_t            csize;
     mm_json_chunk_t  *c;
 
     if (size == 0) {
         size = 1;
-    }
-
-    c = doc->chunks;
-
-    if (c != NULL) {
-        off = (c->used + MM_JSON_ALIGN - 1) & ~(MM_JSON_ALIGN - 1);
-        if (off <= c->size && size <= c->size - off) {
-            c->used = off + size;
-            return c->data + off;
-        }
     }
 
     if (size > SIZE_MAX / 2 - sizeof(mm_json_chunk_t)) {
@@ -118,15 +153,8 @@ mm_json_alloc(mm_json_doc_t *doc, size_t size)
 
         c->size = size;
         c->used = size;
-
-        if (doc->chunks != NULL) {
-            c->next = doc->chunks->next;
-            doc->chunks->next = c;
-
-        } else {
-            c->next = NULL;
-            doc->chunks = c;
-        }
+        c->next = doc->chunks->next;
+        doc->chunks->next = c;
 
         return c->data;
     }
@@ -174,7 +202,10 @@ mm_json_doc_free(mm_json_doc_t **doc)
 
     for (c = (*doc)->chunks; c != NULL; c = next) {
         next = c->next;
-        free(c);
+
+        if (c != (*doc)->first) {
+            free(c);
+        }
     }
 
     free(*doc);
@@ -214,10 +245,16 @@ mm_json_fail(mm_json_parser_t *ps, mm_status_t st, const unsigned char *at,
 }
 
 
-mm_status_t
-mm_json_parse(const char *text, size_t len, mm_json_doc_t **doc,
-    const mm_json_t **root, char *err, size_t err_size)
+/*
+ * The value at the start of text[0..len) and the whitespace after it;
+ * *used is how many bytes that was. With whole, anything after that is an
+ * error.
+ */
+static mm_status_t
+mm_json_parse_text(const char *text, size_t len, int whole, size_t *used,
+    mm_json_doc_t **doc, const mm_json_t **root, char *err, size_t err_size)
 {
+    size_t            first, off;
     mm_status_t       st;
     mm_json_parser_t  ps;
 
@@ -230,24 +267,40 @@ mm_json_parse(const char *text, size_t len, mm_json_doc_t **doc,
         err[0] = '\0';
     }
 
-    memset(&ps, 0, sizeof(ps));
     ps.start = (const unsigned char *) text;
     ps.p = ps.start;
     ps.end = ps.start + len;
+    ps.depth = 0;
+    ps.items = ps.items0;
+    ps.nitems = 0;
+    ps.items_cap = MM_JSON_STACK;
+    ps.members = ps.members0;
+    ps.nmembers = 0;
+    ps.members_cap = MM_JSON_STACK;
+    ps.status = MM_OK;
     ps.err = err;
     ps.err_size = err_size;
 
-    ps.doc = malloc(sizeof(mm_json_doc_t));
+    /* the first chunk: enough for a small document, in the same malloc */
+    first = MM_JSON_CHUNK_MIN;
+
+    while (first < len && first < 64 * 1024) {
+        first *= 2;
+    }
+
+    off = (sizeof(mm_json_doc_t) + MM_JSON_ALIGN - 1) & ~(MM_JSON_ALIGN - 1);
+
+    ps.doc = malloc(off + sizeof(mm_json_chunk_t) + first);
     if (ps.doc == NULL) {
         return mm_json_fail(&ps, MM_ENOMEM, ps.p, "out of memory");
     }
 
-    ps.doc->chunks = NULL;
-    ps.doc->next_size = MM_JSON_CHUNK_MIN;
-
-    while (ps.doc->next_size < len && ps.doc->next_size < 64 * 1024) {
-        ps.doc->next_size *= 2;
-    }
+    ps.doc->first = (mm_json_chunk_t *) ((unsigned char *) ps.doc + off);
+    ps.doc->first->next = NULL;
+    ps.doc->first->size = first;
+    ps.doc->first->used = 0;
+    ps.doc->chunks = ps.doc->first;
+    ps.doc->next_size = 2 * first;
 
     mm_json_skip_ws(&ps);
 
@@ -256,14 +309,19 @@ mm_json_parse(const char *text, size_t len, mm_json_doc_t **doc,
     if (st == MM_OK) {
         mm_json_skip_ws(&ps);
 
-        if (ps.p != ps.end) {
+        if (whole && ps.p != ps.end) {
             st = mm_json_fail(&ps, MM_EBADDATA, ps.p,
                               "trailing garbage after document");
         }
     }
 
-    free(ps.items);
-    free(ps.members);
+    if (ps.items != ps.items0) {
+        free(ps.items);
+    }
+
+    if (ps.members != ps.members0) {
+        free(ps.members);
+    }
 
     if (st != MM_OK) {
         mm_json_doc_free(&ps.doc);
@@ -275,7 +333,61 @@ mm_json_parse(const char *text, size_t len, mm_json_doc_t **doc,
         *root = &ps.doc->root;
     }
 
+    if (used != NULL) {
+        *used = (size_t) (ps.p - ps.start);
+    }
+
     return MM_OK;
+}
+
+
+mm_status_t
+mm_json_parse(const char *text, size_t len, mm_json_doc_t **doc,
+    const mm_json_t **root, char *err, size_t err_size)
+{
+    return mm_json_parse_text(text, len, 1, NULL, doc, root, err, err_size);
+}
+
+
+mm_status_t
+mm_json_parse_prefix(const char *text, size_t len, size_t *used,
+    mm_json_doc_t **doc, const mm_json_t **root, char *err, size_t err_size)
+{
+    return mm_json_parse_text(text, len, 0, used, doc, root, err, err_size);
+}
+
+
+/*
+ * Makes room for one more entry on a scratch stack that starts in the
+ * parser (stack) and moves to the heap when it outgrows it.
+ */
+static void *
+mm_json_grow(mm_json_parser_t *ps, void *stack, void *p, size_t *cap,
+    size_t size)
+{
+    size_t   n;
+    void    *np;
+
+    n = *cap * 2;
+
+    if (p == stack) {
+        np = malloc(n * size);
+        if (np != NULL) {
+            memcpy(np, p, *cap * size);
+        }
+
+    } else {
+        np = realloc(p, n * size);
+    }
+
+    if (np == NULL) {
+        mm_json_fail(ps, MM_ENOMEM, ps->p, "out of memory");
+        return NULL;
+    }
+
+    *cap = n;
+
+    return np;
 }
 
 
@@ -393,13 +505,12 @@ mm_json_array(mm_json_parser_t *ps, mm_json_t *v)
         }
 
         if (ps->nitems == ps->items_cap) {
-            n = ps->items_cap ? ps->items_cap * 2 : 16;
-            p = realloc(ps->items, n * sizeof(mm_json_t));
+            p = mm_json_grow(ps, ps->items0, ps->items, &ps->items_cap,
+                             sizeof(mm_json_t));
             if (p == NULL) {
-                return mm_json_fail(ps, MM_ENOMEM, ps->p, "out of memory");
+                return ps->status;
             }
             ps->items = p;
-            ps->items_cap = n;
         }
 
         ps->items[ps->nitems++] = item;
@@ -427,7 +538,7 @@ mm_json_array(mm_json_parser_t *ps, mm_json_t *v)
 
     n = ps->nitems - mark;
 
-    p = mm_json_alloc(ps->doc, n * sizeof(mm_json_t));
+    p = mm_json_alloc(ps->doc, n * sizeof(mm_json_t), MM_JSON_ALIGN);
     if (p == NULL) {
         return mm_json_fail(ps, MM_ENOMEM, ps->p, "out of memory");
     }
@@ -506,13 +617,12 @@ mm_json_object(mm_json_parser_t *ps, mm_json_t *v)
         }
 
         if (ps->nmembers == ps->members_cap) {
-            n = ps->members_cap ? ps->members_cap * 2 : 16;
-            p = realloc(ps->members, n * sizeof(mm_json_member_t));
+            p = mm_json_grow(ps, ps->members0, ps->members,
+                             &ps->members_cap, sizeof(mm_json_member_t));
             if (p == NULL) {
-                return mm_json_fail(ps, MM_ENOMEM, ps->p, "out of memory");
+                return ps->status;
             }
             ps->members = p;
-            ps->members_cap = n;
         }
 
         ps->members[ps->nmembers++] = m;
@@ -540,7 +650,8 @@ mm_json_object(mm_json_parser_t *ps, mm_json_t *v)
 
     n = ps->nmembers - mark;
 
-    p = mm_json_alloc(ps->doc, n * sizeof(mm_json_member_t));
+    p = mm_json_alloc(ps->doc, n * sizeof(mm_json_member_t),
+                      MM_JSON_ALIGN);
     if (p == NULL) {
         return mm_json_fail(ps, MM_ENOMEM, ps->p, "out of memory");
     }
@@ -566,9 +677,29 @@ mm_json_string(mm_json_parser_t *ps, const char **s, size_t *len)
     const unsigned char  *p, *q;
 
     p = ps->p + 1;                              /* after the quote */
+    q = mm_json_plain(p, ps->end);
+
+    if (q < ps->end && *q == '"') {
+        /* nothing to decode: the common case */
+        size = (size_t) (q - p);
+
+        out = mm_json_alloc(ps->doc, size + 1, 1);
+        if (out == NULL) {
+            return mm_json_fail(ps, MM_ENOMEM, ps->p, "out of memory");
+        }
+
+        memcpy(out, p, size);
+        out[size] = '\0';
+
+        *s = (const char *) out;
+        *len = size;
+        ps->p = q + 1;
+
+        return MM_OK;
+    }
 
     /* the decoded string is never longer than its source text */
-    for (q = p; q < ps->end && *q != '"'; q++) {
+    for ( /* void */ ; q < ps->end && *q != '"'; q++) {
         if (*q == '\\' && q + 1 < ps->end) {
             q++;
         }
@@ -576,7 +707,7 @@ mm_json_string(mm_json_parser_t *ps, const char **s, size_t *len)
 
     size = (size_t) (q - p) + 1;
 
-    out = mm_json_alloc(ps->doc, size);
+    out = mm_json_alloc(ps->doc, size, 1);
     if (out == NULL) {
         return mm_json_fail(ps, MM_ENOMEM, ps->p, "out of memory");
     }
@@ -584,6 +715,11 @@ mm_json_string(mm_json_parser_t *ps, const char **s, size_t *len)
     o = out;
 
     for ( ;; ) {
+        q = mm_json_plain(p, ps->end);
+        memcpy(o, p, (size_t) (q - p));
+        o += q - p;
+        p = q;
+
         if (p == ps->end) {
             return mm_json_fail(ps, MM_EBADDATA, p,
                                 "unterminated string");
@@ -597,11 +733,6 @@ mm_json_string(mm_json_parser_t *ps, const char **s, size_t *len)
         if (*p < 0x20) {
             return mm_json_fail(ps, MM_EBADDATA, p,
                                 "control character 0x%02x in string", *p);
-        }
-
-        if (*p < 0x80 && *p != '\\') {
-            *o++ = *p++;
-            continue;
         }
 
         if (*p >= 0x80) {
@@ -767,7 +898,8 @@ mm_json_number(mm_json_parser_t *ps, mm_json_t *v)
         for (size_t i = 0; i < n; i++) {
             unsigned d = digits[i] - '0';
 
-            if (u > (limit - d) / 10) {
+            /* 18 digits always fit */
+            if (i >= 18 && u > (limit - d) / 10) {
                 overflow = 1;
                 break;
             }
@@ -776,8 +908,13 @@ mm_json_number(mm_json_parser_t *ps, mm_json_t *v)
         }
 
         if (!overflow) {
+            /* exact, and what strtod would round it to: no strtod */
             v->u.num.is_int = 1;
             v->u.num.i = neg ? (int64_t) (0 - u) : (int64_t) u;
+            v->u.num.d = neg ? -(double) u : (double) u;
+            ps->p = p;
+
+            return MM_OK;
         }
     }
 
@@ -1031,7 +1168,154 @@ mm_json_get_bool(const mm_json_t *obj, const char *key, int *out)
 }
 
 
+/*
+ * The first byte at or after p that a JSON string cannot carry as it is
+ * ('"', '\\', a control character) or that must be checked as UTF-8
+ * (>= 0x80), or end. Eight bytes a step: each test below sets the high bit
+ * of some byte of t whenever some byte of w matches (the borrow tricks of
+ * "Bit Twiddling Hacks"). A borrow only runs from a matching byte upwards,
+ * so the lowest flagged byte is the first match: on a little-endian CPU
+ * that is the lowest set bit.
+ */
+static const unsigned char *
+mm_json_plain(const unsigned char *p, const unsigned char *end)
+{
+    uint64_t  w, q, b, t;
+
+    while (end - p >= 8) {
+        memcpy(&w, p, 8);
+
+        q = w ^ (MM_JSON_ONES * '"');
+        b = w ^ (MM_JSON_ONES * '\\');
+
+        t = ((w - MM_JSON_ONES * 0x20) & ~w)            /* < 0x20 */
+            | ((q - MM_JSON_ONES) & ~q)                 /* '"' */
+            | ((b - MM_JSON_ONES) & ~b)                 /* '\\' */
+            | w;                                        /* >= 0x80 */
+
+        t &= MM_JSON_HIGHS;
+
+        if (t != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return p + (__builtin_ctzll(t) >> 3);
+#else
+            break;
+#endif
+        }
+
+        p += 8;
+    }
+
+    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+        p++;
+    }
+
+    return p;
+}
+
+
 /* writer */
+
+/*
+ * The byte (or UTF-8 sequence) at *pp, which mm_json_plain() stopped at,
+ * as it goes into a JSON string: at most 6 bytes at out. Advances *pp.
+ */
+static size_t
+mm_json_escape_one(char *out, const unsigned char **pp,
+    const unsigned char *end)
+{
+    int                   n;
+    const unsigned char  *p;
+
+    static const char  hex[] = "0123456789abcdef";
+
+    p = *pp;
+
+    if (*p >= 0x80) {
+        n = mm_json_utf8_len(p, end - p);
+
+        if (n > 0) {
+            memcpy(out, p, n);
+            *pp = p + n;
+            return n;
+        }
+
+        /* an ill-formed subsequence: U+FFFD keeps the output valid */
+        memcpy(out, "\xef\xbf\xbd", 3);
+        *pp = p - n;
+        return 3;
+    }
+
+    *pp = p + 1;
+    out[0] = '\\';
+
+    switch (*p) {
+    case '"':  out[1] = '"';  return 2;
+    case '\\': out[1] = '\\'; return 2;
+    case '\b': out[1] = 'b';  return 2;
+    case '\f': out[1] = 'f';  return 2;
+    case '\n': out[1] = 'n';  return 2;
+    case '\r': out[1] = 'r';  return 2;
+    case '\t': out[1] = 't';  return 2;
+    }
+
+    out[1] = 'u';
+    out[2] = '0';
+    out[3] = '0';
+    out[4] = hex[*p >> 4];
+    out[5] = hex[*p & 0xf];
+
+    return 6;
+}
+
+
+char *
+mm_json_escape(char *dst, const char *s, size_t len)
+{
+    const unsigned char  *p, *q, *end;
+
+    p = (const unsigned char *) s;
+    end = p + len;
+
+    while (p < end) {
+        q = mm_json_plain(p, end);
+        memcpy(dst, p, (size_t) (q - p));
+        dst += q - p;
+        p = q;
+
+        if (p < end) {
+            dst += mm_json_escape_one(dst, &p, end);
+        }
+    }
+
+    return dst;
+}
+
+
+char *
+mm_json_int(char *dst, int64_t v)
+{
+    char      digits[MM_JSON_INT_MAX], *d, *end;
+    uint64_t  u;
+
+    end = digits + sizeof(digits);
+    d = end;
+    u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+
+    do {
+        *--d = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+
+    if (v < 0) {
+        *--d = '-';
+    }
+
+    memcpy(dst, d, (size_t) (end - d));
+
+    return dst + (end - d);
+}
+
 
 /*
  * Valid UTF-8 passes through; each ill-formed subsequence becomes U+FFFD so
@@ -1040,65 +1324,23 @@ mm_json_get_bool(const mm_json_t *obj, const char *key, int *out)
 void
 mm_json_put_string(mm_buf_t *b, const char *s, size_t len)
 {
-    int                   n;
-    char                  esc[8];
-    const unsigned char  *p, *end, *run;
-
-    static const char  hex[] = "0123456789abcdef";
+    char                  esc[6];
+    const unsigned char  *p, *q, *end;
 
     p = (const unsigned char *) s;
     end = p + len;
 
     mm_buf_append(b, "\"", 1);
 
-    run = p;
-
     while (p < end) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80) {
-            p++;
-            continue;
+        q = mm_json_plain(p, end);
+        mm_buf_append(b, p, (size_t) (q - p));
+        p = q;
+
+        if (p < end) {
+            mm_buf_append(b, esc, mm_json_escape_one(esc, &p, end));
         }
-
-        if (*p >= 0x80) {
-            n = mm_json_utf8_len(p, end - p);
-            if (n > 0) {
-                p += n;
-                continue;
-            }
-
-            mm_buf_append(b, run, p - run);
-            mm_buf_append(b, "\xef\xbf\xbd", 3);
-            p += -n;
-            run = p;
-            continue;
-        }
-
-        mm_buf_append(b, run, p - run);
-
-        esc[0] = '\\';
-
-        switch (*p) {
-        case '"':  esc[1] = '"';  n = 2; break;
-        case '\\': esc[1] = '\\'; n = 2; break;
-        case '\b': esc[1] = 'b';  n = 2; break;
-        case '\f': esc[1] = 'f';  n = 2; break;
-        case '\n': esc[1] = 'n';  n = 2; break;
-        case '\r': esc[1] = 'r';  n = 2; break;
-        case '\t': esc[1] = 't';  n = 2; break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 0xf];
-            n = 6;
-        }
-
-        mm_buf_append(b, esc, n);
-        p++;
-        run = p;
     }
 
-    mm_buf_append(b, run, p - run);
     mm_buf_append(b, "\"", 1);
 }

@@ -6,9 +6,11 @@
  * decoded (escapes, \uXXXX incl. surrogate pairs -> UTF-8) and
  * NUL-terminated; invalid UTF-8 in input is rejected. Numbers keep both a
  * double and, when the text is an integer that fits, an exact int64.
- * Limits: nesting depth MM_JSON_MAX_DEPTH; trailing garbage is an error.
+ * Limits: nesting depth MM_JSON_MAX_DEPTH; trailing garbage is an error
+ * (mm_json_parse_prefix() reads one value of a stream of them instead).
  *
- * Writer: append to an mm_buf_t; mm_json_put_string() quotes and escapes.
+ * Writer: append to an mm_buf_t; mm_json_put_string() quotes and escapes;
+ * mm_json_escape() writes the same into memory the caller sized.
  */
 
 #ifndef MM_JSON_H
@@ -75,6 +77,14 @@ mm_status_t mm_json_parse(const char *text, size_t len, mm_json_doc_t **doc,
     const mm_json_t **root, char *err, size_t err_size);
 void mm_json_doc_free(mm_json_doc_t **doc);
 
+/*
+ * The same for the value at the start of text[0..len) (whitespace before
+ * and after it included): *used is how many bytes that was, and whatever
+ * follows (the next value of a stream) is left to the caller.
+ */
+mm_status_t mm_json_parse_prefix(const char *text, size_t len, size_t *used,
+    mm_json_doc_t **doc, const mm_json_t **root, char *err, size_t err_size);
+
 /* object member lookup (first match), NULL if absent or obj not an object */
 const mm_json_t *mm_json_get(const mm_json_t *obj, const char *key);
 
@@ -84,8 +94,22 @@ int mm_json_get_string(const mm_json_t *obj, const char *key,
 int mm_json_get_int64(const mm_json_t *obj, const char *key, int64_t *out);
 int mm_json_get_bool(const mm_json_t *obj, const char *key, int *out);
 
-/* writer: "..." with \" \\ \b \f \n \r \t and \u00XX for other controls */
+/*
+ * writer: "..." with \" \\ \b \f \n \r \t and \u00XX for other controls;
+ * each ill-formed UTF-8 subsequence becomes U+FFFD
+ */
 void mm_json_put_string(mm_buf_t *b, const char *s, size_t len);
+
+/*
+ * The same escaping without the quotes, into dst, which has room for
+ * MM_JSON_ESCAPED_MAX(len) bytes; returns the end of what it wrote.
+ */
+#define MM_JSON_ESCAPED_MAX(len)  (6 * (size_t) (len))
+char *mm_json_escape(char *dst, const char *s, size_t len);
+
+/* v in decimal at dst (at most MM_JSON_INT_MAX bytes); returns the end */
+#define MM_JSON_INT_MAX  20
+char *mm_json_int(char *dst, int64_t v);
 
 
 #endif /* MM_JSON_H */

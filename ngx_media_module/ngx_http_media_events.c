@@ -3,13 +3,14 @@
  * ngx_media: analytics events from the log phase to daemons/analytics.
  *
  * Each worker owns a ZeroMQ DEALER (CURVE client). An event is built as
- * JSON and kept in a per-worker ring: the request never waits. Every tick
- * the new events go out as one batch (ZMQ_DONTWAIT), so the per-request
- * cost is building the JSON. The daemon ACKs a batch once it is in its journal; a timer
- * drains ACKs and resends what was not ACKed in time, so a daemon killed
- * mid-stream loses nothing (duplicates are dropped by request_id). Only a
- * full ring drops events, counted in /metrics. See
- * docs/analytics-protocol.md.
+ * JSON (one pass into a buffer sized for the worst case) and kept in a
+ * per-worker ring: the request never waits. Every tick the new events go
+ * out as one batch (ZMQ_DONTWAIT), packed many to a frame ('\n' between
+ * them), so CURVE encrypts once per frame, not once per event. The daemon
+ * ACKs a batch once it is in its journal; a timer drains ACKs and resends
+ * what was not ACKed in time, so a daemon killed mid-stream loses nothing
+ * (duplicates are dropped by request_id). Only a full ring drops events,
+ * counted in /metrics. See docs/analytics-protocol.md.
  */
 
 #include "ngx_http_media.h"
@@ -23,6 +24,16 @@
 #define NGX_HTTP_MEDIA_RESEND_PER_TICK   2000
 #define NGX_HTTP_MEDIA_RESEND_MAX        8000    /* ms, backoff cap */
 
+/*
+ * Bytes of events a frame (the daemon takes frames up to 256 KB). Every
+ * event fits: the module's are at most NGX_HTTP_MEDIA_EVENT_MAX (seven
+ * strings of at most 2048 bytes, escaped), the API checks its own.
+ */
+#define NGX_HTTP_MEDIA_FRAME_MAX         (128 * 1024)
+#define NGX_HTTP_MEDIA_FIELD_MAX         2048
+#define NGX_HTTP_MEDIA_EVENT_MAX                                              \
+    (512 + 7 * MM_JSON_ESCAPED_MAX(NGX_HTTP_MEDIA_FIELD_MAX))
+
 
 typedef struct {
     uint64_t      seq;
@@ -34,10 +45,20 @@ typedef struct {
 } ngx_http_media_event_slot_t;
 
 
+/* events packed into frames of one message as they are added */
+typedef struct {
+    void                          *sock;
+    u_char                        *buf;      /* FRAME_MAX bytes */
+    size_t                         len;
+} ngx_http_media_frames_t;
+
+
 typedef struct {
     void                          *zctx;
     void                          *sock;
     ngx_http_media_main_conf_t    *mcf;
+    ngx_http_media_frames_t        frames;
+    u_char                        *event;    /* EVENT_MAX bytes: emit's */
     ngx_http_media_event_slot_t   *ring;
     ngx_uint_t                     size;
     uint64_t                       head;     /* oldest seq not yet freed */
@@ -63,6 +84,9 @@ static ngx_int_t ngx_http_media_events_send(ngx_http_media_events_t *e,
     uint64_t seq, ngx_uint_t n);
 static void *ngx_http_media_events_socket(void *zctx,
     ngx_http_media_main_conf_t *mcf, int hwm);
+static ngx_int_t ngx_http_media_frames_add(ngx_http_media_frames_t *f,
+    const void *data, size_t len);
+static ngx_int_t ngx_http_media_frames_end(ngx_http_media_frames_t *f);
 
 
 static void *
@@ -120,7 +144,10 @@ ngx_http_media_events_init_process(ngx_cycle_t *cycle)
 
     e->ring = ngx_calloc(e->size * sizeof(ngx_http_media_event_slot_t),
                          cycle->log);
-    if (e->ring == NULL) {
+    e->event = ngx_alloc(NGX_HTTP_MEDIA_EVENT_MAX, cycle->log);
+    e->frames.buf = ngx_alloc(NGX_HTTP_MEDIA_FRAME_MAX, cycle->log);
+
+    if (e->ring == NULL || e->event == NULL || e->frames.buf == NULL) {
         return NGX_ERROR;
     }
 
@@ -145,6 +172,8 @@ ngx_http_media_events_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    e->frames.sock = e->sock;
+
     e->timer.handler = ngx_http_media_events_tick;
     ngx_http_media_dumb.fd = (ngx_socket_t) -1;
     e->timer.data = &ngx_http_media_dumb;
@@ -154,6 +183,47 @@ ngx_http_media_events_init_process(ngx_cycle_t *cycle)
     ngx_add_timer(&e->timer, NGX_HTTP_MEDIA_EVENTS_TICK);
 
     return NGX_OK;
+}
+
+
+/*
+ * Adds an event (len <= FRAME_MAX) to the message being sent, after a '\n'
+ * in the current frame, or in a new one when that one is full.
+ */
+static ngx_int_t
+ngx_http_media_frames_add(ngx_http_media_frames_t *f, const void *data,
+    size_t len)
+{
+    if (f->len > 0 && f->len + 1 + len > NGX_HTTP_MEDIA_FRAME_MAX) {
+        if (zmq_send(f->sock, f->buf, f->len, ZMQ_SNDMORE) != (int) f->len) {
+            return NGX_ERROR;
+        }
+
+        f->len = 0;
+    }
+
+    if (f->len > 0) {
+        f->buf[f->len++] = '\n';
+    }
+
+    ngx_memcpy(f->buf + f->len, data, len);
+    f->len += len;
+
+    return NGX_OK;
+}
+
+
+/* sends the last frame: the message is complete */
+static ngx_int_t
+ngx_http_media_frames_end(ngx_http_media_frames_t *f)
+{
+    size_t  len;
+
+    len = f->len;
+    f->len = 0;
+
+    return zmq_send(f->sock, f->buf, len, 0) == (int) len ? NGX_OK
+                                                          : NGX_ERROR;
 }
 
 
@@ -192,7 +262,7 @@ ngx_http_media_events_send(ngx_http_media_events_t *e, uint64_t seq,
 {
     u_char                        id[8];
     int                           i;
-    ngx_uint_t                    k, last;
+    ngx_uint_t                    k;
     ngx_http_media_event_slot_t  *s;
 
     for (i = 0; i < 8; i++) {
@@ -209,26 +279,23 @@ ngx_http_media_events_send(ngx_http_media_events_t *e, uint64_t seq,
         return NGX_ERROR;
     }
 
-    last = 0;
-    for (k = n; k > 0; k--) {
-        if (e->ring[(seq + k - 1) % e->size].data != NULL) {
-            last = k - 1;
-            break;
-        }
-    }
+    /* events of the batch freed meanwhile are left out; one at least is not */
 
-    for (k = 0; k <= last; k++) {
+    e->frames.len = 0;
+
+    for (k = 0; k < n; k++) {
         s = &e->ring[(seq + k) % e->size];
 
-        if (s->data == NULL) {
-            continue;
-        }
-
-        if (zmq_send(e->sock, s->data, s->len, k < last ? ZMQ_SNDMORE : 0)
-            != (int) s->len)
+        if (s->data != NULL
+            && ngx_http_media_frames_add(&e->frames, s->data, s->len)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
+    }
+
+    if (ngx_http_media_frames_end(&e->frames) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     e->ring[seq % e->size].batch_n = n;
@@ -454,42 +521,69 @@ ngx_http_media_events_exit_process(ngx_cycle_t *cycle)
 }
 
 
-static void
-ngx_http_media_put_var(mm_buf_t *b, const char *name, ngx_http_request_t *r,
-    ngx_int_t index)
+/*
+ * ,"name": and the value as a JSON string (at most FIELD_MAX bytes of it),
+ * or null when data is NULL
+ */
+static u_char *
+ngx_http_media_put_field(u_char *p, const char *name, size_t name_len,
+    u_char *data, size_t len)
 {
-    ngx_http_variable_value_t  *v;
+    p = ngx_cpymem(p, name, name_len);
 
-    mm_buf_puts(b, name);
-
-    if (index == NGX_ERROR) {
-        mm_buf_puts(b, "null");
-        return;
+    if (data == NULL) {
+        return ngx_cpymem(p, "null", 4);
     }
 
-    v = ngx_http_get_indexed_variable(r, index);
+    *p++ = '"';
+    p = (u_char *) mm_json_escape((char *) p, (char *) data,
+                                  ngx_min(len, NGX_HTTP_MEDIA_FIELD_MAX));
+    *p++ = '"';
 
-    if (v == NULL || v->not_found || v->len == 0) {
-        mm_buf_puts(b, "null");
-        return;
-    }
-
-    mm_json_put_string(b, (char *) v->data, v->len);
+    return p;
 }
 
 
-static void
-ngx_http_media_put_header(mm_buf_t *b, const char *name, ngx_table_elt_t *h)
-{
-    mm_buf_puts(b, name);
+#define ngx_http_media_put(p, name, data, len)                               \
+    ngx_http_media_put_field(p, name, sizeof(name) - 1, data, len)
 
-    if (h == NULL) {
-        mm_buf_puts(b, "null");
-        return;
+/* ,"name": and an integer (not ngx_sprintf(): a third of the event's cost) */
+#define ngx_http_media_put_int(p, name, v)                                    \
+    (u_char *) mm_json_int((char *) ngx_cpymem(p, name, sizeof(name) - 1),   \
+                           (int64_t) (v))
+
+
+/* the variable's value, NULL when it has none */
+static u_char *
+ngx_http_media_var(ngx_http_request_t *r, ngx_int_t index, size_t *len)
+{
+    ngx_http_variable_value_t  *v;
+
+    v = index == NGX_ERROR ? NULL : ngx_http_get_indexed_variable(r, index);
+
+    if (v == NULL || v->not_found || v->len == 0) {
+        *len = 0;
+        return NULL;
     }
 
-    mm_json_put_string(b, (char *) h->value.data,
-                       ngx_min(h->value.len, 2048));
+    *len = v->len;
+
+    return v->data;
+}
+
+
+/* the header's value, NULL when the request has none */
+static u_char *
+ngx_http_media_header(ngx_table_elt_t *h, size_t *len)
+{
+    if (h == NULL) {
+        *len = 0;
+        return NULL;
+    }
+
+    *len = h->value.len;
+
+    return h->value.data;
 }
 
 
@@ -500,7 +594,8 @@ ngx_http_media_events_emit(ngx_http_request_t *r,
     ngx_http_media_events_t  *e = &ngx_http_media_ev;
 
     off_t                         bytes;
-    mm_buf_t                      b;
+    size_t                        len;
+    u_char                       *p, *data;
     ngx_time_t                   *tp;
     ngx_http_media_event_slot_t  *s;
 
@@ -523,41 +618,50 @@ ngx_http_media_events_emit(ngx_http_request_t *r,
         bytes = 0;
     }
 
-    mm_buf_init(&b);
+    /*
+     * one pass into e->event: seven fields of at most FIELD_MAX bytes,
+     * escaped, and the fixed text fit in EVENT_MAX
+     */
 
-    ngx_http_media_put_var(&b, "{\"request_id\":", r,
-                           e->mcf->request_id_index);
-    mm_buf_printf(&b, ",\"episode_id\":%lld,\"ts\":%lld,\"status\":%u"
-                  ",\"bytes\":%lld",
-                  (long long) ctx->episode_id,
-                  (long long) tp->sec * 1000 + tp->msec,
-                  (unsigned) (r->headers_out.status ? r->headers_out.status
-                                                    : 499),
-                  (long long) bytes);
-    ngx_http_media_put_header(&b, ",\"range\":", r->headers_in.range);
-    mm_buf_puts(&b, ",\"auth\":");
-    mm_json_put_string(&b, ctx->auth, strlen(ctx->auth));
-    ngx_http_media_put_var(&b, ",\"cache\":", r,
-                           e->mcf->cache_status_index);
-    mm_buf_puts(&b, ",\"client\":");
-    mm_json_put_string(&b, (char *) r->connection->addr_text.data,
-                       r->connection->addr_text.len);
-    ngx_http_media_put_header(&b, ",\"user_agent\":",
-                              r->headers_in.user_agent);
-    ngx_http_media_put_header(&b, ",\"referrer\":", r->headers_in.referer);
-    mm_buf_puts(&b, ",\"source\":\"nginx\"}");
+    data = ngx_http_media_var(r, e->mcf->request_id_index, &len);
+    p = ngx_http_media_put(e->event, "{\"request_id\":", data, len);
+    p = ngx_http_media_put_int(p, ",\"episode_id\":", ctx->episode_id);
+    p = ngx_http_media_put_int(p, ",\"ts\":",
+                               (int64_t) tp->sec * 1000 + tp->msec);
+    p = ngx_http_media_put_int(p, ",\"status\":",
+                               r->headers_out.status ? r->headers_out.status
+                                                     : 499);
+    p = ngx_http_media_put_int(p, ",\"bytes\":", bytes);
+    data = ngx_http_media_header(r->headers_in.range, &len);
+    p = ngx_http_media_put(p, ",\"range\":", data, len);
+    p = ngx_http_media_put(p, ",\"auth\":", (u_char *) ctx->auth,
+                           ngx_strlen(ctx->auth));
+    data = ngx_http_media_var(r, e->mcf->cache_status_index, &len);
+    p = ngx_http_media_put(p, ",\"cache\":", data, len);
+    p = ngx_http_media_put(p, ",\"client\":", r->connection->addr_text.data,
+                           r->connection->addr_text.len);
+    data = ngx_http_media_header(r->headers_in.user_agent, &len);
+    p = ngx_http_media_put(p, ",\"user_agent\":", data, len);
+    data = ngx_http_media_header(r->headers_in.referer, &len);
+    p = ngx_http_media_put(p, ",\"referrer\":", data, len);
+    p = ngx_cpymem(p, ",\"source\":\"nginx\"}",
+                   sizeof(",\"source\":\"nginx\"}") - 1);
 
-    if (b.failed) {
-        mm_buf_free(&b);
+    s = &e->ring[e->tail % e->size];
+
+    s->len = p - e->event;
+    s->data = malloc(s->len);
+
+    if (s->data == NULL) {
         ngx_http_media_metric_add(e->mcf, events_dropped, 1);
         return;
     }
 
-    s = &e->ring[e->tail % e->size];
+    ngx_memcpy(s->data, e->event, s->len);
+
     s->seq = e->tail++;
     s->tries = 0;
     s->batch_n = 0;
-    s->data = mm_buf_steal(&b, &s->len);
     s->resend_at = ngx_current_msec + e->mcf->analytics_resend;
     e->pending++;
 
@@ -582,17 +686,26 @@ ngx_http_media_events_send_sync(ngx_http_media_main_conf_t *mcf,
     mm_buf_t *frames, size_t *lens, size_t n, int timeout_ms, char *err,
     size_t err_size)
 {
-    int              i, rc, attempt, more;
-    u_char           id[8], reply[8], rid[8];
-    size_t           k, sz;
-    uint64_t         seq;
-    zmq_pollitem_t   item;
-    void            *sock;
-    const char      *p;
+    int                       rc, attempt, more;
+    u_char                    id[8], reply[8], rid[8];
+    size_t                    k, sz;
+    mm_status_t               st;
+    zmq_pollitem_t            item;
+    void                     *sock;
+    const char               *p;
+    ngx_http_media_frames_t   f;
 
     if (ngx_http_media_ev.zctx == NULL) {
         snprintf(err, err_size, "analytics is not configured");
         return MM_EAGAIN;
+    }
+
+    for (k = 0; k < n; k++) {
+        if (lens[k] > NGX_HTTP_MEDIA_FRAME_MAX) {
+            snprintf(err, err_size, "event %zu is over %d bytes", k,
+                     NGX_HTTP_MEDIA_FRAME_MAX);
+            return MM_EBADDATA;
+        }
     }
 
     if (ngx_http_media_sync_sock == NULL) {
@@ -612,27 +725,35 @@ ngx_http_media_events_send_sync(ngx_http_media_main_conf_t *mcf,
         return MM_EAGAIN;
     }
 
-    seq = 0;
-    for (i = 0; i < 8; i++) {
-        seq = (seq << 8) | id[i];
+    f.sock = sock;
+    f.len = 0;
+    f.buf = malloc(NGX_HTTP_MEDIA_FRAME_MAX);
+
+    if (f.buf == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return MM_EAGAIN;
     }
 
     for (attempt = 0; attempt < 3; attempt++) {
 
         if (zmq_send(sock, "EVENTS", 6, ZMQ_SNDMORE) != 6
-            || zmq_send(sock, id, 8, n ? ZMQ_SNDMORE : 0) != 8)
+            || zmq_send(sock, id, 8, ZMQ_SNDMORE) != 8)
         {
             goto fail;
         }
 
+        /* the events packed as the ring's are */
+
         p = frames->data;
         for (k = 0; k < n; k++) {
-            if (zmq_send(sock, p, lens[k], k + 1 < n ? ZMQ_SNDMORE : 0)
-                != (int) lens[k])
-            {
+            if (ngx_http_media_frames_add(&f, p, lens[k]) != NGX_OK) {
                 goto fail;
             }
             p += lens[k];
+        }
+
+        if (ngx_http_media_frames_end(&f) != NGX_OK) {
+            goto fail;
         }
 
         for ( ;; ) {
@@ -673,22 +794,30 @@ ngx_http_media_events_send_sync(ngx_http_media_main_conf_t *mcf,
             }
 
             if (rc >= 3 && ngx_strncmp(reply, "ACK", 3) == 0) {
-                return MM_OK;
+                st = MM_OK;
+                goto done;
             }
 
             snprintf(err, err_size, "the analytics daemon rejected the batch");
-            return MM_EBADDATA;
+            st = MM_EBADDATA;
+            goto done;
         }
     }
 
     snprintf(err, err_size, "the analytics daemon did not acknowledge in time");
-    return MM_EAGAIN;
+    st = MM_EAGAIN;
+    goto done;
 
 fail:
 
     snprintf(err, err_size, "send failed: %s", zmq_strerror(zmq_errno()));
     zmq_close(sock);
     ngx_http_media_sync_sock = NULL;
+    st = MM_EAGAIN;
 
-    return MM_EAGAIN;
+done:
+
+    free(f.buf);
+
+    return st;
 }

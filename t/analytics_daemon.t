@@ -363,6 +363,37 @@ is(psql("SELECT source, bytes, range IS NULL, "
         . "FROM events WHERE request_id = 'esc-2'"),
    'nginx|0|t|t', 'defaults: source nginx, bytes 0, ts = time received');
 
+# frames: the events of a batch are packed one a line into frames (the
+# default); one event a frame (-1, the older form) is still accepted, and
+# any JSON whitespace may separate the events of a frame
+spew("$tmp/single.jsonl", events('single', 300));
+($rc, $out, $err) = send_events("$tmp/single.jsonl", 'nginx', '-b', '100',
+                                '-1');
+is($rc, 0, 'one event a frame (the older form): ACKed') or diag "$out $err";
+like($out, qr/events 300 batches 3 acked 3 naked 0/, '... all 3 batches');
+is(wait_for("SELECT count(*) FROM events WHERE request_id LIKE 'single-%'",
+            '300'), '300', '... and all 300 events inserted');
+
+spew("$tmp/ws.jsonl",
+     qq({"request_id":"ws-1","episode_id":1,"status":200} \t)
+     . qq({"request_id":"ws-2","episode_id":1,"status":200}{"request_id":)
+     . qq("ws-3","episode_id":1,"status":200}\n)
+     . qq(\t {"request_id":"ws-4","episode_id":1,"status":200}\t \n));
+for my $form ([], ['-1']) {
+    ($rc, $out, $err) = send_events("$tmp/ws.jsonl", 'nginx', @$form);
+    is($rc, 0, "events apart by spaces, tabs or nothing (@$form): ACKed")
+        or diag "$out $err";
+}
+is(wait_for("SELECT count(*) FROM events WHERE request_id LIKE 'ws-%'",
+            '4'), '4', 'all four events of those frames inserted');
+
+spew("$tmp/blank.jsonl",
+     qq({"request_id":"blank-1","episode_id":1,"status":200}\n \t \n));
+($rc, $out, $err) = send_events("$tmp/blank.jsonl", 'nginx', '-1');
+is($rc, 3, 'a frame of only whitespace: the batch is NAKed');
+like($err, qr/NAK batch 0: event 2: invalid JSON/, '... naming event 2')
+    or diag $err;
+
 # a resent batch is not duplicated
 ($rc, $out, $err) = send_events("$tmp/basic.jsonl", 'nginx', '-b', '100');
 is($rc, 0, 'the same 1000 events sent again: ACKed');
@@ -395,13 +426,18 @@ my @bad = (
 for my $i (0 .. $#bad) {
     spew("$tmp/bad.jsonl", qq({"request_id":"bad-ok-$i","episode_id":1,)
          . qq("status":200}\n$bad[$i]\n));
-    ($rc, $out, $err) = send_events("$tmp/bad.jsonl", 'nginx', '-b', '10');
-    is($rc, 3, "malformed event $i: batch NAKed");
-    like($err, qr/NAK batch 0: event 2: /, '... with the event and a reason')
-        or diag $err;
+    for my $form ([], ['-1']) {
+        ($rc, $out, $err) = send_events("$tmp/bad.jsonl", 'nginx', '-b',
+                                        '10', @$form);
+        is($rc, 3, "malformed event $i (@$form): batch NAKed");
+        like($err, qr/NAK batch 0: event 2: /,
+             '... with the event and a reason') or diag $err;
+    }
 }
 is(psql("SELECT count(*) FROM events WHERE request_id LIKE 'bad-%'"), '0',
    'nothing of a NAKed batch is inserted');
+is(psql("SELECT count(*) FROM events WHERE request_id LIKE 'blank-%'"), '0',
+   'nor of the one with a blank frame');
 
 
 # ---- ZAP: unknown client keys are refused ----------------------------------

@@ -87,9 +87,31 @@ static const char  an_insert_sql[] =
     "COMMIT";
 
 
-/* optional string fields, in COPY column order after bytes */
-static const char  *an_str_fields[] = {
-    "range", "auth", "cache", "client", "user_agent", "referrer", "source"
+/*
+ * The fields of an event, in the order the module writes them (a member
+ * is looked up from its own position first); the strings are in COPY
+ * column order after bytes.
+ */
+enum {
+    AN_REQUEST_ID = 0,
+    AN_EPISODE_ID,
+    AN_TS,
+    AN_STATUS,
+    AN_BYTES,
+    AN_STR,                             /* the first string after bytes */
+    AN_NFIELDS = AN_STR + 7
+};
+
+static const struct {
+    const char          *name;
+    size_t               len;
+} an_fields[AN_NFIELDS] = {
+#define AN_FIELD(s)  { s, sizeof(s) - 1 }
+    AN_FIELD("request_id"), AN_FIELD("episode_id"), AN_FIELD("ts"),
+    AN_FIELD("status"), AN_FIELD("bytes"), AN_FIELD("range"),
+    AN_FIELD("auth"), AN_FIELD("cache"), AN_FIELD("client"),
+    AN_FIELD("user_agent"), AN_FIELD("referrer"), AN_FIELD("source")
+#undef AN_FIELD
 };
 
 
@@ -187,10 +209,14 @@ static void an_reload(void *obj);
 static void an_drain(void *obj);
 static int an_finished(void *obj);
 static int an_mkdirs(const char *path);
-static char *an_put_int(char *p, int64_t v);
 static char *an_put_ts(an_ts_cache_t *tc, char *p, int64_t ms);
+static void an_fields_of(const mm_json_t *obj,
+    const mm_json_t *f[AN_NFIELDS]);
+static int an_int(const mm_json_t *v, int64_t *out);
 static int an_render(analytics_t *a, const char *text, size_t len,
-    uint64_t received, char *err, size_t err_size);
+    size_t *used, uint64_t received, char *err, size_t err_size);
+static void an_render_frame(analytics_t *a, const char *data, size_t size,
+    uint64_t received, size_t *nevents, char *reason, size_t reason_size);
 static void an_reply(analytics_t *a, const unsigned char *rid,
     size_t rid_len, const char *cmd, const unsigned char *id,
     const char *reason);
@@ -493,28 +519,6 @@ an_free(analytics_t *a)
 /* ---- intake ---------------------------------------------------------- */
 
 
-/* v >= 0 in decimal at p; returns the end */
-static char *
-an_put_int(char *p, int64_t v)
-{
-    char      digits[20], *d, *end;
-    uint64_t  u;
-
-    end = digits + sizeof(digits);
-    d = end;
-    u = (uint64_t) v;
-
-    do {
-        *--d = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-
-    memcpy(p, d, (size_t) (end - d));
-
-    return p + (end - d);
-}
-
-
 /*
  * A timestamptz in COPY text, "YYYY-MM-DD HH:MM:SS.mmm+00" (AN_TS_LEN), at
  * p; returns the end. ms is 0..AN_TS_MAX. The date and time of the last
@@ -554,33 +558,78 @@ an_put_ts(an_ts_cache_t *tc, char *p, int64_t ms)
 }
 
 
+/* the members of obj that are event fields (the first of duplicates) */
+static void
+an_fields_of(const mm_json_t *obj, const mm_json_t *f[AN_NFIELDS])
+{
+    size_t                   i, j, k;
+    const mm_json_member_t  *m;
+
+    memset(f, 0, sizeof(const mm_json_t *) * AN_NFIELDS);
+
+    for (i = 0; i < obj->u.obj.n; i++) {
+        m = &obj->u.obj.members[i];
+
+        for (j = 0; j < AN_NFIELDS; j++) {
+            k = (i + j) % AN_NFIELDS;
+
+            if (m->key_len == an_fields[k].len
+                && memcmp(m->key, an_fields[k].name, m->key_len) == 0)
+            {
+                if (f[k] == NULL) {
+                    f[k] = &m->value;
+                }
+                break;
+            }
+        }
+    }
+}
+
+
+/* 1 and *out when v is an integer */
+static int
+an_int(const mm_json_t *v, int64_t *out)
+{
+    if (v == NULL || v->type != MM_JSON_NUMBER || !v->u.num.is_int) {
+        return 0;
+    }
+
+    *out = v->u.num.i;
+
+    return 1;
+}
+
+
 /*
- * Validates one event and appends its COPY row to a->rows.
- * 0, or -1 with a reason in err.
+ * Validates the event at the start of text[0..len) and appends its COPY
+ * row to a->rows; *used is the length of its JSON (and the whitespace
+ * after it). 0, or -1 with a reason in err.
  */
 static int
-an_render(analytics_t *a, const char *text, size_t len, uint64_t received,
-    char *err, size_t err_size)
+an_render(analytics_t *a, const char *text, size_t len, size_t *used,
+    uint64_t received, char *err, size_t err_size)
 {
     char              perr[160], *p;
-    char              line[AN_REQUEST_ID_MAX + 3 * 21 + AN_TS_LEN + 8];
+    char              line[AN_REQUEST_ID_MAX + 3 * (MM_JSON_INT_MAX + 1)
+                           + AN_TS_LEN + 8];
     size_t            i, n;
     int64_t           episode, status, ts, bytes;
     const char       *s[7], *rid;
     size_t            slen[7], rid_len;
     mm_status_t       st;
     mm_json_doc_t    *doc;
-    const mm_json_t  *root, *v;
+    const mm_json_t  *root, *v, *f[AN_NFIELDS];
 
-    if (len > AN_EVENT_BYTES_MAX) {
-        snprintf(err, err_size, "event over %d bytes", AN_EVENT_BYTES_MAX);
-        return -1;
-    }
-
-    st = mm_json_parse(text, len, &doc, &root, perr, sizeof(perr));
+    st = mm_json_parse_prefix(text, len, used, &doc, &root, perr,
+                              sizeof(perr));
     if (st != MM_OK) {
         snprintf(err, err_size, "invalid JSON: %s", perr);
         return -1;
+    }
+
+    if (*used > AN_EVENT_BYTES_MAX) {
+        snprintf(err, err_size, "event over %d bytes", AN_EVENT_BYTES_MAX);
+        goto bad;
     }
 
     if (root->type != MM_JSON_OBJECT) {
@@ -588,13 +637,20 @@ an_render(analytics_t *a, const char *text, size_t len, uint64_t received,
         goto bad;
     }
 
-    if (!mm_json_get_string(root, "request_id", &rid, &rid_len)
-        || rid_len == 0 || rid_len > AN_REQUEST_ID_MAX)
+    an_fields_of(root, f);
+
+    v = f[AN_REQUEST_ID];
+
+    if (v == NULL || v->type != MM_JSON_STRING || v->u.str.len == 0
+        || v->u.str.len > AN_REQUEST_ID_MAX)
     {
         snprintf(err, err_size, "request_id: 1..%d characters required",
                  AN_REQUEST_ID_MAX);
         goto bad;
     }
+
+    rid = v->u.str.s;
+    rid_len = v->u.str.len;
 
     for (i = 0; i < rid_len; i++) {
         char  c = rid[i];
@@ -608,45 +664,41 @@ an_render(analytics_t *a, const char *text, size_t len, uint64_t received,
         }
     }
 
-    if (!mm_json_get_int64(root, "episode_id", &episode) || episode <= 0) {
+    if (!an_int(f[AN_EPISODE_ID], &episode) || episode <= 0) {
         snprintf(err, err_size, "episode_id: an integer > 0 required");
         goto bad;
     }
 
-    if (!mm_json_get_int64(root, "status", &status)
-        || status < 100 || status > 599)
-    {
+    if (!an_int(f[AN_STATUS], &status) || status < 100 || status > 599) {
         snprintf(err, err_size, "status: an integer 100..599 required");
         goto bad;
     }
 
-    v = mm_json_get(root, "ts");
+    v = f[AN_TS];
     if (v == NULL || v->type == MM_JSON_NULL) {
         ts = (int64_t) received;
 
-    } else if (!mm_json_get_int64(root, "ts", &ts) || ts < 0
-               || ts > AN_TS_MAX)
-    {
+    } else if (!an_int(v, &ts) || ts < 0 || ts > AN_TS_MAX) {
         snprintf(err, err_size, "ts: milliseconds since the epoch");
         goto bad;
     }
 
-    v = mm_json_get(root, "bytes");
+    v = f[AN_BYTES];
     if (v == NULL || v->type == MM_JSON_NULL) {
         bytes = 0;
 
-    } else if (!mm_json_get_int64(root, "bytes", &bytes) || bytes < 0) {
+    } else if (!an_int(v, &bytes) || bytes < 0) {
         snprintf(err, err_size, "bytes: an integer >= 0");
         goto bad;
     }
 
-    n = sizeof(an_str_fields) / sizeof(an_str_fields[0]);
+    n = AN_NFIELDS - AN_STR;
 
     for (i = 0; i < n; i++) {
         s[i] = NULL;
         slen[i] = 0;
 
-        v = mm_json_get(root, an_str_fields[i]);
+        v = f[AN_STR + i];
         if (v == NULL || v->type == MM_JSON_NULL) {
             continue;
         }
@@ -655,7 +707,8 @@ an_render(analytics_t *a, const char *text, size_t len, uint64_t received,
             || memchr(v->u.str.s, '\0', v->u.str.len) != NULL)
         {
             snprintf(err, err_size, "%s: a string of at most %d bytes "
-                     "without NUL, or null", an_str_fields[i], AN_FIELD_MAX);
+                     "without NUL, or null", an_fields[AN_STR + i].name,
+                     AN_FIELD_MAX);
             goto bad;
         }
 
@@ -674,13 +727,13 @@ an_render(analytics_t *a, const char *text, size_t len, uint64_t received,
     memcpy(p, rid, rid_len);
     p += rid_len;
     *p++ = '\t';
-    p = an_put_int(p, episode);
+    p = mm_json_int(p, episode);
     *p++ = '\t';
     p = an_put_ts(&a->ts_cache[0], p, ts);
     *p++ = '\t';
-    p = an_put_int(p, status);
+    p = mm_json_int(p, status);
     *p++ = '\t';
-    p = an_put_int(p, bytes);
+    p = mm_json_int(p, bytes);
     mm_buf_append(&a->rows, line, (size_t) (p - line));
 
     for (i = 0; i < n; i++) {
@@ -703,6 +756,50 @@ bad:
     mm_json_doc_free(&doc);
 
     return -1;
+}
+
+
+/*
+ * The events of one frame: a JSON object, or several separated by
+ * whitespace ('\n' from our producers), each validated and rendered into
+ * a->rows. Counts them in *nevents (numbered across the batch); stops at
+ * the first bad one with a reason.
+ */
+static void
+an_render_frame(analytics_t *a, const char *data, size_t size,
+    uint64_t received, size_t *nevents, char *reason, size_t reason_size)
+{
+    size_t  off, used, n;
+
+    off = 0;
+
+    do {
+        (*nevents)++;
+
+        if (*nevents > AN_EVENTS_MAX) {
+            snprintf(reason, reason_size, "more than %d events",
+                     AN_EVENTS_MAX);
+            return;
+        }
+
+        if (an_render(a, data + off, size - off, &used, received,
+                      reason + 32, reason_size - 32) != 0)
+        {
+            /* prefix the event number */
+            n = (size_t) snprintf(reason, 32, "event %zu: ", *nevents);
+            memmove(reason + n, reason + 32, strlen(reason + 32) + 1);
+            return;
+        }
+
+        if (a->rows.len > AN_BATCH_BYTES_MAX) {
+            snprintf(reason, reason_size, "batch over %d bytes",
+                     AN_BATCH_BYTES_MAX);
+            return;
+        }
+
+        off += used;
+
+    } while (off < size);
 }
 
 
@@ -736,7 +833,7 @@ an_recv_message(analytics_t *a, size_t *events)
 {
     int             more, cmd, have_id, bad;
     char            reason[256];
-    size_t          idx, nevents, i, size;
+    size_t          idx, nevents, size;
     uint64_t        received;
     zmq_msg_t       m;
     an_ack_t       *ack;
@@ -791,23 +888,8 @@ an_recv_message(analytics_t *a, size_t *events)
             }
 
         } else if (cmd == 1 && have_id && reason[0] == '\0') {
-            nevents++;
-
-            if (nevents > AN_EVENTS_MAX) {
-                snprintf(reason, sizeof(reason), "more than %d events",
-                         AN_EVENTS_MAX);
-
-            } else if (an_render(a, (const char *) data, size, received,
-                                 reason + 32, sizeof(reason) - 32) != 0)
-            {
-                /* prefix the event number */
-                i = (size_t) snprintf(reason, 32, "event %zu: ", nevents);
-                memmove(reason + i, reason + 32, strlen(reason + 32) + 1);
-
-            } else if (a->rows.len > AN_BATCH_BYTES_MAX) {
-                snprintf(reason, sizeof(reason), "batch over %d bytes",
-                         AN_BATCH_BYTES_MAX);
-            }
+            an_render_frame(a, (const char *) data, size, received,
+                            &nevents, reason, sizeof(reason));
         }
 
         more = zmq_msg_more(&m);

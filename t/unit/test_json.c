@@ -686,6 +686,18 @@ test_writer(void)
         { "x\xc3", 2, "\"x\xef\xbf\xbd\"" },
     };
 
+    static const struct {
+        int64_t      v;
+        const char  *text;
+    } ints[] = {
+        { 0, "0" }, { 7, "7" }, { -7, "-7" }, { 10, "10" },
+        { 1763900000123, "1763900000123" },
+        { INT64_MAX, "9223372036854775807" },
+        { INT64_MIN, "-9223372036854775808" },
+    };
+
+    char  num[MM_JSON_INT_MAX + 1], *e;
+
     mm_buf_init(&b);
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -695,6 +707,173 @@ test_writer(void)
     }
 
     mm_buf_free(&b);
+
+    for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        e = mm_json_int(num, ints[i].v);
+        *e = '\0';
+        ok(e - num <= MM_JSON_INT_MAX && strcmp(num, ints[i].text) == 0,
+           "mm_json_int %s: %s", ints[i].text, num);
+    }
+}
+
+
+/*
+ * Runs the eight-bytes-a-step scanners meet: each special byte at every
+ * offset of strings of 1..40 bytes, parsed and written.
+ */
+static void
+test_runs(void)
+{
+    int               bad;
+    char              in[64], text[128], *e, out[6 * 64];
+    size_t            n, at, k, len;
+    mm_buf_t          b;
+    mm_json_doc_t    *doc;
+    const mm_json_t  *v;
+
+    static const struct {
+        const char  *raw;           /* the byte in the string */
+        const char  *json;          /* how it is written */
+    } special[] = {
+        { "\"", "\\\"" }, { "\\", "\\\\" }, { "\n", "\\n" },
+        { "\x1f", "\\u001f" }, { "\x01", "\\u0001" },
+        { "\xc3\xa9", "\xc3\xa9" }, { "\x7f", "\x7f" }, { " ", " " },
+        { "!", "!" }, { "#", "#" }, { "[", "[" }, { "]", "]" },
+    };
+
+    mm_buf_init(&b);
+    bad = 0;
+
+    for (k = 0; k < sizeof(special) / sizeof(special[0]); k++) {
+        for (n = 1; n <= 40; n++) {
+            for (at = 0; at < n; at++) {
+                /* n bytes of 'a' with the special one at `at` */
+                memset(in, 'a', n);
+                len = strlen(special[k].raw);
+                memcpy(in + at, special[k].raw, len);
+                memset(in + at + len, 'b', n - at);
+                len += n;               /* at + raw + (n - at) */
+
+                /* the writer */
+                mm_buf_reset(&b);
+                mm_json_put_string(&b, in, len);
+                snprintf(text, sizeof(text), "\"%.*s%s%.*s\"", (int) at,
+                         in, special[k].json, (int) (n - at),
+                         in + at + strlen(special[k].raw));
+                if (strcmp(b.data, text) != 0) {
+                    diag("put_string %zu/%zu/%zu: %s", k, n, at, b.data);
+                    bad++;
+                }
+
+                e = mm_json_escape(out, in, len);
+                if ((size_t) (e - out) != b.len - 2
+                    || memcmp(out, b.data + 1, b.len - 2) != 0)
+                {
+                    diag("escape %zu/%zu/%zu", k, n, at);
+                    bad++;
+                }
+
+                /* the reader, on exactly what the writer made */
+                if (mm_json_parse(b.data, b.len, &doc, &v, NULL, 0) != MM_OK
+                    || v->u.str.len != len
+                    || memcmp(v->u.str.s, in, len) != 0
+                    || v->u.str.s[len] != '\0')
+                {
+                    diag("parse %zu/%zu/%zu: %s", k, n, at, b.data);
+                    bad++;
+                }
+                mm_json_doc_free(&doc);
+
+                /* and with the closing quote cut off */
+                if (mm_json_parse(b.data, b.len - 1, &doc, &v, NULL, 0)
+                    != MM_EBADDATA)
+                {
+                    bad++;
+                }
+                mm_json_doc_free(&doc);
+            }
+        }
+    }
+
+    is_int(bad, 0, "special bytes at every offset: written, escaped and "
+           "read back");
+
+    /* a raw control character or bad UTF-8 deep in a run is refused */
+    for (at = 0; at < 20; at++) {
+        memset(text, 'x', 22);
+        text[0] = '"';
+        text[21] = '"';
+        text[1 + at] = '\t';
+        bad += mm_json_parse(text, 22, &doc, &v, NULL, 0) != MM_EBADDATA;
+        text[1 + at] = '\xff';
+        bad += mm_json_parse(text, 22, &doc, &v, NULL, 0) != MM_EBADDATA;
+    }
+
+    is_int(bad, 0, "raw tab and 0xff refused at every offset");
+
+    mm_buf_free(&b);
+}
+
+
+/* one value of a stream at a time */
+static void
+test_prefix(void)
+{
+    int               n;
+    char              err[128];
+    size_t            off, used, len;
+    int64_t           i64;
+    mm_status_t       st;
+    mm_json_doc_t    *doc;
+    const mm_json_t  *v;
+
+    static const char  stream[] =
+        "{\"a\":1}\n{\"a\":2}\n\n  {\"a\":3} {\"a\":4}{\"a\":5}\n[6] \"7\"\t";
+
+    off = 0;
+    len = sizeof(stream) - 1;
+
+    for (n = 0; off < len; n++) {
+        st = mm_json_parse_prefix(stream + off, len - off, &used, &doc, &v,
+                                  err, sizeof(err));
+        if (st != MM_OK) {
+            diag("value %d: %s", n, err);
+            break;
+        }
+
+        if (n < 5) {
+            ok(mm_json_get_int64(v, "a", &i64) && i64 == n + 1,
+               "stream value %d", n + 1);
+        }
+
+        mm_json_doc_free(&doc);
+        off += used;
+    }
+
+    is_int(n, 7, "seven values in the stream");
+    is_int((int) off, (int) len, "the whitespace after the last is used up");
+
+    st = mm_json_parse_prefix("{\"a\":1} x", 9, &used, &doc, &v, err,
+                              sizeof(err));
+    ok(st == MM_OK && used == 8, "prefix: stops at what follows (%zu)",
+       used);
+    mm_json_doc_free(&doc);
+
+    st = mm_json_parse_prefix("x", 1, &used, &doc, &v, err, sizeof(err));
+    ok(st == MM_EBADDATA && doc == NULL && strncmp(err, "offset 0:", 9) == 0,
+       "prefix: a bad value is an error (%s)", err);
+
+    st = mm_json_parse_prefix("  \n", 3, &used, &doc, &v, err, sizeof(err));
+    ok(st == MM_EBADDATA && doc == NULL, "prefix: only whitespace is an error");
+
+    st = mm_json_parse_prefix("{\"a\":1", 6, &used, &doc, &v, err,
+                              sizeof(err));
+    ok(st == MM_EBADDATA && doc == NULL, "prefix: a cut value is an error");
+
+    st = mm_json_parse("{\"a\":1}\n{\"a\":2}", 15, &doc, &v, err,
+                       sizeof(err));
+    ok(st == MM_EBADDATA && strstr(err, "trailing garbage") != NULL,
+       "parse: a second value is trailing garbage");
 }
 
 
@@ -905,6 +1084,8 @@ main(void)
     test_rejects();
     test_depth();
     test_writer();
+    test_runs();
+    test_prefix();
     test_roundtrip();
     test_mutations();
 

@@ -1,14 +1,16 @@
 /*
  * media-analytics-send -e endpoint -k client.key -s server.pub
  *                      [-b batch] [-w window] [-r resend_ms] [-p pause_ms]
- *                      [-t timeout_s] [-P]
+ *                      [-t timeout_s] [-P] [-1]
  *
  * A test producer for media-analytics (docs/analytics-protocol.md): reads
  * JSON events one a line from stdin, sends them in batches of -b (100)
  * over a DEALER socket as a CURVE client, at most -w (32) batches in
  * flight, -p ms apart (0), and resends every batch not ACKed after -r ms
- * (1000), like the nginx module. -P first sends a PING and also waits
- * for its PONG. Prints one summary line on stdout:
+ * (1000), like the nginx module. The events of a batch are packed into
+ * frames of up to 128 KB, '\n' between them, as the module does; -1 sends
+ * one event a frame (the protocol's older form). -P first sends a PING
+ * and also waits for its PONG. Prints one summary line on stdout:
  *
  *   events 1000 batches 10 acked 10 naked 0 resent 0 pong 0
  *
@@ -29,10 +31,14 @@
 #include "curvekey.h"
 
 
+#define FRAME_MAX  (128 * 1024)     /* bytes of events a frame */
+
+
 typedef struct {
-    char      **lines;
+    char      **lines;          /* the events, one a frame once packed */
     size_t     *lens;
-    size_t      n;
+    size_t      n;              /* events */
+    size_t      nframes;
     uint64_t    sent_at;        /* 0: never sent */
     int         state;          /* 0 waiting, 1 ACK, 2 NAK */
 } batch_t;
@@ -54,7 +60,7 @@ usage(void)
 {
     fprintf(stderr, "usage: media-analytics-send -e endpoint -k client.key "
             "-s server.pub [-b batch] [-w window] [-r resend_ms] "
-            "[-p pause_ms] [-t timeout_s] [-P]\n");
+            "[-p pause_ms] [-t timeout_s] [-P] [-1]\n");
     exit(2);
 }
 
@@ -86,6 +92,51 @@ get_be64(const unsigned char *p)
 }
 
 
+/*
+ * The events of b joined by '\n' into frames of up to FRAME_MAX bytes (an
+ * event bigger than that alone in one): b->lines then holds the frames.
+ * 0, or -1 out of memory.
+ */
+static int
+pack_batch(batch_t *b)
+{
+    char    *f, *p;
+    size_t   i, j, k, size;
+
+    for (i = 0; i < b->n; i = k) {
+        size = b->lens[i];
+
+        for (k = i + 1; k < b->n && size + 1 + b->lens[k] <= FRAME_MAX; k++) {
+            size += 1 + b->lens[k];
+        }
+
+        f = malloc(size);
+        if (f == NULL) {
+            return -1;
+        }
+
+        p = f;
+
+        for (j = i; j < k; j++) {
+            if (j > i) {
+                *p++ = '\n';
+            }
+
+            memcpy(p, b->lines[j], b->lens[j]);
+            p += b->lens[j];
+            free(b->lines[j]);
+        }
+
+        /* frames never outnumber the events they hold */
+        b->lines[b->nframes] = f;
+        b->lens[b->nframes] = size;
+        b->nframes++;
+    }
+
+    return 0;
+}
+
+
 /* 0 sent, -1 would block (try later) */
 static int
 send_batch(void *sock, batch_t *b, uint64_t id)
@@ -100,11 +151,11 @@ send_batch(void *sock, batch_t *b, uint64_t id)
     }
 
     /* once the first frame is queued the rest of the message follows */
-    zmq_send(sock, idb, 8, b->n ? ZMQ_SNDMORE : 0);
+    zmq_send(sock, idb, 8, b->nframes ? ZMQ_SNDMORE : 0);
 
-    for (i = 0; i < b->n; i++) {
+    for (i = 0; i < b->nframes; i++) {
         zmq_send(sock, b->lines[i], b->lens[i],
-                 i + 1 < b->n ? ZMQ_SNDMORE : 0);
+                 i + 1 < b->nframes ? ZMQ_SNDMORE : 0);
     }
 
     return 0;
@@ -114,7 +165,7 @@ send_batch(void *sock, batch_t *b, uint64_t id)
 int
 main(int argc, char **argv)
 {
-    int          ch, more, rc, linger, ping, pong;
+    int          ch, more, rc, linger, ping, pong, single;
     char        *line, *endpoint, *keyfile, *serverfile, err[512];
     char         pub[MM_CURVE_KEY_LEN + 1], sec[MM_CURVE_KEY_LEN + 1];
     char         spub[MM_CURVE_KEY_LEN + 1], frames[3][512];
@@ -135,8 +186,9 @@ main(int argc, char **argv)
     timeout = 30;
     ping = 0;
     pong = 0;
+    single = 0;
 
-    while ((ch = getopt(argc, argv, "e:k:s:b:w:r:p:t:P")) != -1) {
+    while ((ch = getopt(argc, argv, "e:k:s:b:w:r:p:t:P1")) != -1) {
         switch (ch) {
         case 'e': endpoint = optarg; break;
         case 'k': keyfile = optarg; break;
@@ -147,6 +199,7 @@ main(int argc, char **argv)
         case 'p': pause_ms = atol(optarg); break;
         case 't': timeout = atol(optarg); break;
         case 'P': ping = 1; break;
+        case '1': single = 1; break;
         default: usage();
         }
     }
@@ -215,6 +268,16 @@ main(int argc, char **argv)
     }
 
     free(line);
+
+    for (i = 0; i < nb; i++) {
+        if (single) {
+            batches[i].nframes = batches[i].n;
+
+        } else if (pack_batch(&batches[i]) != 0) {
+            perror("malloc");
+            return 2;
+        }
+    }
 
     /* the socket */
 
@@ -393,7 +456,7 @@ main(int argc, char **argv)
 
     for (i = 0; i < nb; i++) {
         size_t  k;
-        for (k = 0; k < batches[i].n; k++) {
+        for (k = 0; k < batches[i].nframes; k++) {
             free(batches[i].lines[k]);
         }
         free(batches[i].lines);
