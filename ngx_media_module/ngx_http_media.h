@@ -67,6 +67,15 @@ typedef struct {
 } ngx_http_media_metrics_t;
 
 
+/* a daemon's doorbell (ngx_http_media_bell.c) */
+typedef struct {
+    ngx_str_t                   endpoint;       /* empty: none */
+    char                        public_key[MM_CURVE_KEY_LEN + 1];
+    char                        secret_key[MM_CURVE_KEY_LEN + 1];
+    char                        server_key[MM_CURVE_KEY_LEN + 1];
+} ngx_http_media_bell_t;
+
+
 typedef struct {
     ngx_str_t                   db_conninfo;
     ngx_str_t                   thread_pool_name;
@@ -90,16 +99,10 @@ typedef struct {
 
     /* archives (ngx_http_media_archive.c) */
     time_t                      archive_retention;
-    ngx_str_t                   archive_endpoint;
-    char                        archive_public[MM_CURVE_KEY_LEN + 1];
-    char                        archive_secret[MM_CURVE_KEY_LEN + 1];
-    char                        archive_server[MM_CURVE_KEY_LEN + 1];
+    ngx_http_media_bell_t       archive_bell;
 
-    /* the packager's doorbell (ngx_http_media_packaged.c) */
-    ngx_str_t                   packager_endpoint;
-    char                        packager_public[MM_CURVE_KEY_LEN + 1];
-    char                        packager_secret[MM_CURVE_KEY_LEN + 1];
-    char                        packager_server[MM_CURVE_KEY_LEN + 1];
+    /* the packager's doorbell (uploads, packaging jobs) */
+    ngx_http_media_bell_t       packager_bell;
 } ngx_http_media_main_conf_t;
 
 
@@ -166,6 +169,13 @@ struct ngx_http_media_job_s {
 extern ngx_module_t  ngx_http_media_module;
 
 
+/* ngx_http_media_bell.c */
+char *ngx_http_media_bell_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_media_bell_ring(ngx_http_media_bell_t *bell, const char *what);
+void ngx_http_media_bell_exit_process(ngx_cycle_t *cycle);
+
+
 /* ngx_http_media_module.c */
 ngx_int_t ngx_http_media_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
@@ -178,6 +188,10 @@ void ngx_http_media_json_error(mm_buf_t *b, const char *code,
     const char *message);
 ngx_int_t ngx_http_media_read_body(ngx_http_request_t *r, char **body,
     size_t *len);
+void *ngx_http_media_cleanup_data(ngx_http_request_t *r,
+    ngx_pool_cleanup_pt tag);
+char *ngx_http_media_compile_value(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_complex_value_t **cv);
 ngx_int_t ngx_http_media_add_header(ngx_http_request_t *r, const char *key,
     const char *value);
 void ngx_http_media_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
@@ -215,9 +229,6 @@ void ngx_http_media_archive_create(ngx_http_media_job_t *job,
 void ngx_http_media_archive_status(ngx_http_media_job_t *job,
     const char *hash, int64_t token_id, ngx_uint_t admin, const char *base);
 ngx_int_t ngx_http_media_archive_access(ngx_http_request_t *r);
-void ngx_http_media_archive_exit_process(ngx_cycle_t *cycle);
-char *ngx_http_media_archive_doorbell(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 char *ngx_http_media_archive_get(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
@@ -246,10 +257,6 @@ char *ngx_http_media_packaged_merge(ngx_conf_t *cf,
     ngx_http_media_loc_conf_t *prev, ngx_http_media_loc_conf_t *conf);
 ngx_int_t ngx_http_media_packaged_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_media_packaged_init_process(ngx_cycle_t *cycle);
-char *ngx_http_media_packager_doorbell(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-void ngx_http_media_packager_ring(ngx_http_media_main_conf_t *mcf,
-    const char *what);
 
 /* ngx_http_media_events.c */
 ngx_int_t ngx_http_media_events_init_process(ngx_cycle_t *cycle);

@@ -12,18 +12,14 @@
  *                                   Range, ETag)
  *
  * The two API calls run on a pool thread (dispatched by
- * ngx_http_media_api.c); the download check is a job of its own. The
- * doorbell is a thread-local ZeroMQ PUSH socket (CURVE client) of the pool
- * thread that queued the archive; sends never block, and a lost ring only
- * delays the start until the archiver's next poll.
+ * ngx_http_media_api.c); the download check is a job of its own. Queuing
+ * an archive rings the archiver's doorbell (ngx_http_media_bell.c).
  */
 
 #include "ngx_http_media.h"
 #include "archive.h"
 #include "url.h"
 
-#include <pthread.h>
-#include <zmq.h>
 
 
 #define NGX_HTTP_MEDIA_ARCHIVE_URLS_MAX      1000
@@ -66,70 +62,11 @@ static void ngx_http_media_archive_cleanup(void *data);
 static void ngx_http_media_archive_lookup_run(ngx_http_media_job_t *job);
 static void ngx_http_media_archive_lookup_done(ngx_http_request_t *r,
     ngx_http_media_job_t *job);
-static void ngx_http_media_archive_ring(ngx_http_media_main_conf_t *mcf);
-static ngx_int_t ngx_http_media_archive_keep(void *sock);
 
 
-static pthread_once_t    ngx_http_media_archive_once = PTHREAD_ONCE_INIT;
-static void             *ngx_http_media_archive_zctx;
-static __thread void    *ngx_http_media_archive_bell;
-
-/* every thread's socket, closed at exit (see _exit_process()) */
-static pthread_mutex_t   ngx_http_media_archive_mtx =
-                             PTHREAD_MUTEX_INITIALIZER;
-static void            **ngx_http_media_archive_socks;
-static ngx_uint_t        ngx_http_media_archive_nsocks;
 
 
 /* --- configuration --- */
-
-
-char *
-ngx_http_media_archive_doorbell(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_media_main_conf_t  *mcf = conf;
-
-    char        err[512];
-    ngx_str_t  *value;
-
-    if (mcf->archive_endpoint.len) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strncmp(value[1].data, "tcp://", 6) != 0
-        && ngx_strncmp(value[1].data, "ipc://", 6) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"media_archive_doorbell\": the endpoint must "
-                           "be tcp:// or ipc://, not \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_conf_full_name(cf->cycle, &value[2], 1) != NGX_OK
-        || ngx_conf_full_name(cf->cycle, &value[3], 1) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (mm_curvekey_load((char *) value[2].data, mcf->archive_public,
-                         mcf->archive_secret, err, sizeof(err))
-        != MM_OK
-        || mm_curvekey_load((char *) value[3].data, mcf->archive_server,
-                            NULL, err, sizeof(err))
-           != MM_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"media_archive_doorbell\": %s", err);
-        return NGX_CONF_ERROR;
-    }
-
-    mcf->archive_endpoint = value[1];
-
-    return NGX_CONF_OK;
-}
 
 
 char *
@@ -137,9 +74,8 @@ ngx_http_media_archive_get(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_media_loc_conf_t  *lcf = conf;
 
-    ngx_str_t                         *value;
-    ngx_http_media_main_conf_t        *mcf;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t                   *value;
+    ngx_http_media_main_conf_t  *mcf;
 
     if (lcf->archive_hash != NULL) {
         return "is duplicate";
@@ -156,141 +92,7 @@ ngx_http_media_archive_get(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    lcf->archive_hash = ngx_palloc(cf->pool,
-                                   sizeof(ngx_http_complex_value_t));
-    if (lcf->archive_hash == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = lcf->archive_hash;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* --- the doorbell (pool threads) --- */
-
-
-static void
-ngx_http_media_archive_zinit(void)
-{
-    ngx_http_media_archive_zctx = zmq_ctx_new();
-}
-
-
-static ngx_int_t
-ngx_http_media_archive_keep(void *sock)
-{
-    void  **socks;
-
-    (void) pthread_mutex_lock(&ngx_http_media_archive_mtx);
-
-    socks = realloc(ngx_http_media_archive_socks,
-                    (ngx_http_media_archive_nsocks + 1) * sizeof(void *));
-    if (socks == NULL) {
-        (void) pthread_mutex_unlock(&ngx_http_media_archive_mtx);
-        return NGX_ERROR;
-    }
-
-    socks[ngx_http_media_archive_nsocks++] = sock;
-    ngx_http_media_archive_socks = socks;
-
-    (void) pthread_mutex_unlock(&ngx_http_media_archive_mtx);
-
-    return NGX_OK;
-}
-
-
-/*
- * A worker that exits unloads the module, and libzmq with it, while the
- * context's I/O threads would still run: close the pool threads' sockets
- * (the threads are gone by now: the thread pool module exits first) and
- * end the context before that.
- */
-void
-ngx_http_media_archive_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_uint_t  i;
-
-    (void) pthread_mutex_lock(&ngx_http_media_archive_mtx);
-
-    for (i = 0; i < ngx_http_media_archive_nsocks; i++) {
-        zmq_close(ngx_http_media_archive_socks[i]);
-    }
-
-    free(ngx_http_media_archive_socks);
-    ngx_http_media_archive_socks = NULL;
-    ngx_http_media_archive_nsocks = 0;
-
-    (void) pthread_mutex_unlock(&ngx_http_media_archive_mtx);
-
-    if (ngx_http_media_archive_zctx != NULL) {
-        (void) zmq_ctx_term(ngx_http_media_archive_zctx);
-        ngx_http_media_archive_zctx = NULL;
-    }
-}
-
-
-static void
-ngx_http_media_archive_ring(ngx_http_media_main_conf_t *mcf)
-{
-    int    linger, hwm;
-    void  *sock;
-
-    if (mcf->archive_endpoint.len == 0) {
-        return;
-    }
-
-    (void) pthread_once(&ngx_http_media_archive_once,
-                        ngx_http_media_archive_zinit);
-
-    if (ngx_http_media_archive_zctx == NULL) {
-        return;
-    }
-
-    sock = ngx_http_media_archive_bell;
-
-    if (sock == NULL) {
-        sock = zmq_socket(ngx_http_media_archive_zctx, ZMQ_PUSH);
-        if (sock == NULL) {
-            return;
-        }
-
-        linger = 0;
-        hwm = 16;
-
-        if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(int)) != 0
-            || zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(int)) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, mcf->archive_server,
-                              MM_CURVE_KEY_LEN) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, mcf->archive_public,
-                              MM_CURVE_KEY_LEN) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, mcf->archive_secret,
-                              MM_CURVE_KEY_LEN) != 0
-            || zmq_connect(sock, (char *) mcf->archive_endpoint.data) != 0)
-        {
-            zmq_close(sock);
-            return;
-        }
-
-        if (ngx_http_media_archive_keep(sock) != NGX_OK) {
-            zmq_close(sock);
-            return;
-        }
-
-        ngx_http_media_archive_bell = sock;
-    }
-
-    /* queued until the CURVE handshake is done; dropped when full */
-    (void) zmq_send(sock, "archive", 7, ZMQ_DONTWAIT);
+    return ngx_http_media_compile_value(cf, &value[1], &lcf->archive_hash);
 }
 
 
@@ -502,7 +304,7 @@ ngx_http_media_archive_create(ngx_http_media_job_t *job, const char *body,
 
     PQclear(res);
 
-    ngx_http_media_archive_ring(job->mcf);
+    ngx_http_media_bell_ring(&job->mcf->archive_bell, "archive");
 
     job->status = NGX_HTTP_OK;
     mm_buf_printf(&job->out, "{\"archive_hash\":\"%s\",\"status_url\":"
@@ -757,15 +559,7 @@ ngx_http_media_archive_cleanup(void *data)
 static ngx_http_media_archive_ctx_t *
 ngx_http_media_archive_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t  *cln;
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_media_archive_cleanup) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
+    return ngx_http_media_cleanup_data(r, ngx_http_media_archive_cleanup);
 }
 
 

@@ -169,9 +169,9 @@ static ngx_command_t  ngx_http_media_commands[] = {
 
     { ngx_string("media_packager_doorbell"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
-      ngx_http_media_packager_doorbell,
+      ngx_http_media_bell_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_media_main_conf_t, packager_bell),
       NULL },
 
     /* archives: ngx_http_media_archive.c */
@@ -185,9 +185,9 @@ static ngx_command_t  ngx_http_media_commands[] = {
 
     { ngx_string("media_archive_doorbell"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
-      ngx_http_media_archive_doorbell,
+      ngx_http_media_bell_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_media_main_conf_t, archive_bell),
       NULL },
 
     { ngx_string("media_archive_get"),
@@ -652,8 +652,7 @@ ngx_http_media_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_media_loc_conf_t  *lcf = conf;
 
-    ngx_str_t                         *value;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t  *value;
 
     if (lcf->route != NGX_HTTP_MEDIA_ROUTE_OTHER) {
         return "is duplicate: one media handler per location";
@@ -665,18 +664,9 @@ ngx_http_media_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    lcf->stream_id = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (lcf->stream_id == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = lcf->stream_id;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+    if (ngx_http_media_compile_value(cf, &value[1], &lcf->stream_id)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -752,7 +742,7 @@ ngx_http_media_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_media_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_media_archive_exit_process(cycle);
+    ngx_http_media_bell_exit_process(cycle);
     ngx_http_media_events_exit_process(cycle);
 }
 
@@ -876,6 +866,51 @@ ngx_http_media_send_error(ngx_http_request_t *r, ngx_uint_t status,
     mm_buf_free(&b);
 
     return rc;
+}
+
+
+/*
+ * The data of r's pool cleanup whose handler is the given tag, or NULL: how
+ * a route keeps its ctx when the module ctx slot is the stream route's.
+ */
+void *
+ngx_http_media_cleanup_data(ngx_http_request_t *r, ngx_pool_cleanup_pt tag)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == tag) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a directive argument compiled into a new complex value at *cv */
+char *
+ngx_http_media_compile_value(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_complex_value_t **cv)
+{
+    ngx_http_compile_complex_value_t  ccv;
+
+    *cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (*cv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = *cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -16,18 +16,16 @@
  * files (alias, sendfile, Range).
  *
  * Database work and ffprobe (lib/probe) run as pool-thread jobs. A new
- * upload or packaging job rings the packager's doorbell (a thread-local
- * ZeroMQ PUSH socket, CURVE client, as for the archiver); a lost ring only
- * delays the work, since the packager also polls.
+ * upload or packaging job rings the packager's doorbell
+ * (ngx_http_media_bell.c); a lost ring only delays the work, since the
+ * packager also polls.
  */
 
 #include "ngx_http_media.h"
 #include "clearkey.h"
 #include "probe.h"
 
-#include <pthread.h>
 #include <signal.h>
-#include <zmq.h>
 
 
 #define NGX_HTTP_MEDIA_PROBE_TIMEOUT   30000       /* ms */
@@ -136,10 +134,6 @@ static ngx_http_media_pkg_route_t  ngx_http_media_pkg_routes[] = {
 
 static ngx_uint_t  ngx_http_media_pkg_reap_children;
 
-static pthread_once_t   ngx_http_media_pkg_zonce = PTHREAD_ONCE_INIT;
-static void            *ngx_http_media_pkg_zctx;
-static __thread void   *ngx_http_media_pkg_bell;
-
 static ngx_http_media_pkg_token_t
     ngx_http_media_pkg_tokens[NGX_HTTP_MEDIA_TOKEN_SLOTS];
 
@@ -187,9 +181,8 @@ ngx_http_media_protect_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_media_loc_conf_t  *lcf = conf;
 
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
 
     if (lcf->protect != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
@@ -228,23 +221,7 @@ ngx_http_media_protect_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    lcf->protect_prefix = ngx_palloc(cf->pool,
-                                     sizeof(ngx_http_complex_value_t));
-    if (lcf->protect_prefix == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[2];
-    ccv.complex_value = lcf->protect_prefix;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_media_compile_value(cf, &value[2], &lcf->protect_prefix);
 }
 
 
@@ -284,54 +261,6 @@ ngx_http_media_packaged_merge(ngx_conf_t *cf, ngx_http_media_loc_conf_t *prev,
                            "\"media_sign_key\"");
         return NGX_CONF_ERROR;
     }
-
-    return NGX_CONF_OK;
-}
-
-
-char *
-ngx_http_media_packager_doorbell(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_media_main_conf_t  *mcf = conf;
-
-    char        err[512];
-    ngx_str_t  *value;
-
-    if (mcf->packager_endpoint.len) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strncmp(value[1].data, "tcp://", 6) != 0
-        && ngx_strncmp(value[1].data, "ipc://", 6) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"media_packager_doorbell\": the endpoint must "
-                           "be tcp:// or ipc://, not \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_conf_full_name(cf->cycle, &value[2], 1) != NGX_OK
-        || ngx_conf_full_name(cf->cycle, &value[3], 1) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (mm_curvekey_load((char *) value[2].data, mcf->packager_public,
-                         mcf->packager_secret, err, sizeof(err))
-        != MM_OK
-        || mm_curvekey_load((char *) value[3].data, mcf->packager_server,
-                            NULL, err, sizeof(err))
-           != MM_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"media_packager_doorbell\": %s", err);
-        return NGX_CONF_ERROR;
-    }
-
-    mcf->packager_endpoint = value[1];
 
     return NGX_CONF_OK;
 }
@@ -384,66 +313,6 @@ ngx_http_media_packaged_init_process(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
-}
-
-
-/* --- the packager's doorbell (pool threads) --- */
-
-
-static void
-ngx_http_media_pkg_zinit(void)
-{
-    ngx_http_media_pkg_zctx = zmq_ctx_new();
-}
-
-
-void
-ngx_http_media_packager_ring(ngx_http_media_main_conf_t *mcf,
-    const char *what)
-{
-    int    linger, hwm;
-    void  *sock;
-
-    if (mcf->packager_endpoint.len == 0) {
-        return;
-    }
-
-    (void) pthread_once(&ngx_http_media_pkg_zonce, ngx_http_media_pkg_zinit);
-
-    if (ngx_http_media_pkg_zctx == NULL) {
-        return;
-    }
-
-    sock = ngx_http_media_pkg_bell;
-
-    if (sock == NULL) {
-        sock = zmq_socket(ngx_http_media_pkg_zctx, ZMQ_PUSH);
-        if (sock == NULL) {
-            return;
-        }
-
-        linger = 0;
-        hwm = 16;
-
-        if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(int)) != 0
-            || zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(int)) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, mcf->packager_server,
-                              MM_CURVE_KEY_LEN) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, mcf->packager_public,
-                              MM_CURVE_KEY_LEN) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, mcf->packager_secret,
-                              MM_CURVE_KEY_LEN) != 0
-            || zmq_connect(sock, (char *) mcf->packager_endpoint.data) != 0)
-        {
-            zmq_close(sock);
-            return;
-        }
-
-        ngx_http_media_pkg_bell = sock;
-    }
-
-    /* queued until the CURVE handshake is done; dropped when full */
-    (void) zmq_send(sock, what, strlen(what), ZMQ_DONTWAIT);
 }
 
 
@@ -1075,7 +944,7 @@ ngx_http_media_pkg_create(ngx_http_media_job_t *job)
 
     PQclear(res);
 
-    ngx_http_media_packager_ring(job->mcf, "package");
+    ngx_http_media_bell_ring(&job->mcf->packager_bell, "package");
 
 done:
 
@@ -1328,15 +1197,7 @@ ngx_http_media_protect_cleanup(void *data)
 static ngx_http_media_protect_ctx_t *
 ngx_http_media_protect_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t  *cln;
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_media_protect_cleanup) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
+    return ngx_http_media_cleanup_data(r, ngx_http_media_protect_cleanup);
 }
 
 

@@ -139,7 +139,6 @@ ngx_http_media_stream_add_variables(ngx_conf_t *cf)
 ngx_http_media_stream_ctx_t *
 ngx_http_media_stream_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t           *cln;
     ngx_http_media_stream_ctx_t  *ctx;
 
     r = r->main;
@@ -149,15 +148,12 @@ ngx_http_media_stream_ctx(ngx_http_request_t *r)
         return ctx;
     }
 
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_media_stream_cleanup) {
-            ctx = cln->data;
-            ngx_http_set_ctx(r, ctx, ngx_http_media_module);
-            return ctx;
-        }
+    ctx = ngx_http_media_cleanup_data(r, ngx_http_media_stream_cleanup);
+    if (ctx) {
+        ngx_http_set_ctx(r, ctx, ngx_http_media_module);
     }
 
-    return NULL;
+    return ctx;
 }
 
 

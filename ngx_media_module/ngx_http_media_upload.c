@@ -427,15 +427,7 @@ ngx_http_media_upload_cleanup(void *data)
 static ngx_http_media_upload_ctx_t *
 ngx_http_media_upload_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t  *cln;
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_media_upload_cleanup) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
+    return ngx_http_media_cleanup_data(r, ngx_http_media_upload_cleanup);
 }
 
 
@@ -1750,7 +1742,7 @@ ngx_http_media_upload_store_run(ngx_http_media_job_t *job)
     PQclear(res);
 
     /* the packager probes new uploads */
-    ngx_http_media_packager_ring(job->mcf, "probe");
+    ngx_http_media_bell_ring(&job->mcf->packager_bell, "probe");
 
     job->status = NGX_HTTP_OK;
     mm_buf_printf(&job->out, "{\"input_content_id\":%lld,\"size\":%lld,"
