@@ -210,8 +210,13 @@ ngx_http_media_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
 
 /*
- * $media_request_id: like nginx's $request_id (16 random bytes as 32 hex
- * digits, from OpenSSL's RAND_bytes), but the bytes of 256 ids are drawn
+ * $media_request_id: 16 bytes as 32 hex digits, laid out as a UUIDv7
+ * (RFC 9562): the Unix time in milliseconds (48 bits, big-endian), the
+ * version 7, the variant, and 74 random bits from OpenSSL's RAND_bytes --
+ * as unique as nginx's $request_id, but ids made close in time sort close
+ * together, so the events table's primary key grows at its right edge
+ * instead of touching a random index page for every event (about a third
+ * of PostgreSQL's cost of an insert). The random bytes of 256 ids are drawn
  * at once: one RAND_bytes(16) costs as much as 100 ids from the pool. A
  * forked process (another pid) draws its own. Cached for the request, so
  * the X-Request-Id header and the analytics event carry the same id.
@@ -220,7 +225,9 @@ static ngx_int_t
 ngx_http_media_request_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
-    u_char  *id;
+    u_char      *id, *b;
+    uint64_t     ms;
+    ngx_time_t  *tp;
 
     id = ngx_pnalloc(r->pool, 2 * NGX_HTTP_MEDIA_RID_LEN);
     if (id == NULL) {
@@ -242,9 +249,21 @@ ngx_http_media_request_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     }
 
     ngx_http_media_rid_left -= NGX_HTTP_MEDIA_RID_LEN;
+    b = ngx_http_media_rid_pool + ngx_http_media_rid_left;
 
-    ngx_hex_dump(id, ngx_http_media_rid_pool + ngx_http_media_rid_left,
-                 NGX_HTTP_MEDIA_RID_LEN);
+    tp = ngx_timeofday();
+    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    b[0] = (u_char) (ms >> 40);
+    b[1] = (u_char) (ms >> 32);
+    b[2] = (u_char) (ms >> 24);
+    b[3] = (u_char) (ms >> 16);
+    b[4] = (u_char) (ms >> 8);
+    b[5] = (u_char) ms;
+    b[6] = (u_char) (0x70 | (b[6] & 0x0f));       /* version 7 */
+    b[8] = (u_char) (0x80 | (b[8] & 0x3f));       /* variant 10 */
+
+    ngx_hex_dump(id, b, NGX_HTTP_MEDIA_RID_LEN);
 
     v->len = 2 * NGX_HTTP_MEDIA_RID_LEN;
     v->valid = 1;

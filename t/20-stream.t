@@ -92,15 +92,26 @@ for my $path ("/stream/$pub", "/stream/$pub.mp3") {
 }
 
 # request ids: 32 hex digits, never twice (each worker draws 256 at a time,
-# so 600 requests cross its refills)
+# so 600 requests cross its refills), laid out as UUIDv7: the time in ms
+# first (so ids sort by time), version 7, variant 10
 {
-    my (%seen, $bad);
+    my (%seen, $bad, $badtime, $unordered, $prev);
     for (1 .. 600) {
+        my $t0 = int(Time::HiRes::time() * 1000);
         my $id = $s->req(HEAD => "/stream/$pub")->{headers}{'x-request-id'}
                  // '';
-        $bad++ if $id !~ /\A[0-9a-f]{32}\z/ || $seen{$id}++;
+        my $t1 = int(Time::HiRes::time() * 1000);
+        $bad++ if $id !~ /\A[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}\z/
+                  || $seen{$id}++;
+        my $ms = hex(substr($id, 0, 12));
+        # nginx's clock is cached per event-loop turn: a few ms behind at most
+        $badtime++ if $ms < $t0 - 1000 || $ms > $t1 + 5;
+        $unordered++ if defined $prev && $ms + 1000 < $prev;
+        $prev = $ms;
     }
-    is($bad // 0, 0, '600 requests: 600 distinct 32-hex X-Request-Id');
+    is($bad // 0, 0, '600 requests: 600 distinct X-Request-Id, UUIDv7 layout');
+    is($badtime // 0, 0, '  each starts with the time of its request (ms)');
+    is($unordered // 0, 0, '  and they follow the clock');
 }
 
 my $r = $s->req(GET => "/stream/$pub", headers => { Range => 'bytes=100-199' });

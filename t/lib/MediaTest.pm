@@ -103,6 +103,42 @@ sub _tail {
     return join("\n", @l);
 }
 
+# bench_netns(): benches call it first. It re-runs the script (once) in a
+# private network namespace of its own, loopback up, with the TCP congestion
+# control BENCH_TCP_CC (default cubic, Debian's default) -- both sides of a
+# comparison then share that stack, and the machine's own setting (some
+# hosts set bbr, whose pacing and spurious retransmits on a loopback with a
+# microsecond RTT multiply the kernel's TCP cost per request by several
+# times and make it swing between runs) is left alone. BENCH_NETNS=0, or no
+# unshare/ip, runs in the host's namespace. Returns what to print about it.
+sub bench_netns {
+    my $cc = $ENV{BENCH_TCP_CC} || 'cubic';
+    my $host = _slurp_line('/proc/sys/net/ipv4/tcp_congestion_control');
+    if ($ENV{MEDIA_BENCH_IN_NETNS}) {
+        system('ip', 'link', 'set', 'lo', 'up') == 0
+            or die "bench: cannot bring up lo in the namespace\n";
+        spew('/proc/sys/net/ipv4/tcp_congestion_control', "$cc\n");
+        my $now = _slurp_line('/proc/sys/net/ipv4/tcp_congestion_control');
+        return "TCP: private network namespace, congestion control $now"
+               . " (the host uses $ENV{MEDIA_BENCH_IN_NETNS})";
+    }
+    if (($ENV{BENCH_NETNS} // 1)
+        && system('unshare --net true 2>/dev/null') == 0
+        && system('command -v ip >/dev/null 2>&1') == 0)
+    {
+        $ENV{MEDIA_BENCH_IN_NETNS} = $host || '?';
+        exec('unshare', '--net', '--', $^X, $0, @ARGV)
+            or die "bench: unshare: $!\n";
+    }
+    return "TCP: host network namespace, congestion control $host";
+}
+
+sub _slurp_line {
+    my $l = slurp($_[0]) // '';
+    $l =~ s/\s+$//;
+    return $l;
+}
+
 # a loopback TCP port nobody listens on right now
 sub free_port {
     my $sock = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
