@@ -37,6 +37,13 @@
  * input_content row (status "uploaded") and rings the packager, which
  * probes it. The answer (200) comes after all of that: an upload that was
  * answered is on disk.
+ *
+ * A write that fails (the disk is full, an I/O error) stops the writing:
+ * the rest of the body is read and dropped, the unnamed file goes with its
+ * descriptor, and the answer is 507 (ENOSPC, EDQUOT: at open, write,
+ * fsync or link time) or 500 (any other error), a JSON error either way.
+ * A crash between the link and the row leaves a named file no row refers
+ * to: the packager sweeps those (orphan_sweep_s, docs/packaging.md).
  */
 
 #include "ngx_http_media.h"
@@ -50,6 +57,14 @@
 #define NGX_HTTP_MEDIA_UPLOAD_BLOCK   4096          /* O_DIRECT alignment */
 #define NGX_HTTP_MEDIA_UPLOAD_BOUNCE  (256 * 1024)
 #define NGX_HTTP_MEDIA_UPLOAD_NBUF    4             /* body buffers, at most */
+
+/* errors that mean "the disk is full": 507 */
+#define ngx_http_media_upload_no_space(err)                                  \
+    ((err) == ENOSPC || (err) == EDQUOT)
+
+/* a full disk is the operator's to fix, not a fault of ours */
+#define ngx_http_media_upload_log_level(err)                                 \
+    (ngx_http_media_upload_no_space(err) ? NGX_LOG_ERR : NGX_LOG_CRIT)
 
 
 typedef struct ngx_http_media_upload_ctx_s   ngx_http_media_upload_ctx_t;
@@ -164,7 +179,9 @@ static void ngx_http_media_upload_auth_run(ngx_http_media_job_t *job);
 static void ngx_http_media_upload_auth_done(ngx_http_request_t *r,
     ngx_http_media_job_t *job);
 static ngx_int_t ngx_http_media_upload_open(ngx_http_request_t *r,
-    ngx_http_media_upload_ctx_t *ctx);
+    ngx_http_media_upload_ctx_t *ctx, ngx_err_t *err);
+static ngx_uint_t ngx_http_media_upload_io_error(ngx_err_t err,
+    const char *what, char *message, size_t size, const char **code);
 static void ngx_http_media_upload_file_free(ngx_http_media_upload_file_t *f);
 static ngx_int_t ngx_http_media_upload_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -200,7 +217,7 @@ static void ngx_http_media_upload_body(ngx_http_request_t *r);
 static void ngx_http_media_upload_store(ngx_http_request_t *r,
     ngx_http_media_upload_ctx_t *ctx);
 static void ngx_http_media_upload_store_fail(ngx_http_media_job_t *job,
-    const char *what, int err);
+    const char *what, ngx_err_t err);
 static void ngx_http_media_upload_store_run(ngx_http_media_job_t *job);
 static void ngx_http_media_upload_store_done(ngx_http_request_t *r,
     ngx_http_media_job_t *job);
@@ -450,10 +467,14 @@ ngx_http_media_upload_auth_done(ngx_http_request_t *r,
 {
     size_t                        blen;
     ngx_int_t                     rc;
+    ngx_err_t                     err;
+    ngx_uint_t                    status;
     mm_status_t                   st;
+    const char                   *code;
     ngx_table_elt_t              *ct;
     ngx_http_media_upload_ctx_t  *ctx = job->data;
     char                          boundary[MM_MULTIPART_BOUNDARY_MAX + 1];
+    char                          message[256];
 
     if (job->db_failed) {
         rc = ngx_http_media_upload_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -496,10 +517,11 @@ ngx_http_media_upload_auth_done(ngx_http_request_t *r,
                           ngx_http_media_upload_on_data, ctx);
     }
 
-    if (ngx_http_media_upload_open(r, ctx) != NGX_OK) {
-        rc = ngx_http_media_upload_fail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "internal", "cannot create the "
-                                        "upload's file");
+    if (ngx_http_media_upload_open(r, ctx, &err) != NGX_OK) {
+        status = ngx_http_media_upload_io_error(err, "cannot create the "
+                                                "upload's file", message,
+                                                sizeof(message), &code);
+        rc = ngx_http_media_upload_fail(r, status, code, message);
         goto done;
     }
 
@@ -529,10 +551,13 @@ done:
 }
 
 
-/* the writer: an unnamed file in the upload directory, a SHA-256 */
+/*
+ * The writer: an unnamed file in the upload directory, a SHA-256. On
+ * NGX_ERROR, *err is why (0: not an I/O error).
+ */
 static ngx_int_t
 ngx_http_media_upload_open(ngx_http_request_t *r,
-    ngx_http_media_upload_ctx_t *ctx)
+    ngx_http_media_upload_ctx_t *ctx, ngx_err_t *err)
 {
     char                           *dir;
     ngx_http_media_loc_conf_t      *lcf;
@@ -543,6 +568,7 @@ ngx_http_media_upload_open(ngx_http_request_t *r,
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     dir = (char *) lcf->upload_dir.data;
+    *err = 0;
 
     f = ngx_calloc(sizeof(ngx_http_media_upload_file_t), r->connection->log);
     if (f == NULL) {
@@ -574,12 +600,20 @@ ngx_http_media_upload_open(ngx_http_request_t *r,
         break;
     }
 
+    *err = (f->fd == NGX_INVALID_FILE) ? ngx_errno : 0;
+
+    if (*err) {
+        ngx_log_error(ngx_http_media_upload_log_level(*err),
+                      r->connection->log, *err,
+                      "media upload: open(\"%s\", O_TMPFILE) failed", dir);
+        ngx_http_media_upload_file_free(f);
+        return NGX_ERROR;
+    }
+
     f->bounce = ngx_memalign(NGX_HTTP_MEDIA_UPLOAD_BLOCK,
                              NGX_HTTP_MEDIA_UPLOAD_BOUNCE, r->connection->log);
 
-    if (f->fd == NGX_INVALID_FILE || f->bounce == NULL) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      "media upload: open(\"%s\", O_TMPFILE) failed", dir);
+    if (f->bounce == NULL) {
         ngx_http_media_upload_file_free(f);
         return NGX_ERROR;
     }
@@ -1382,7 +1416,9 @@ ngx_http_media_upload_retire(ngx_http_media_upload_file_t *f, ngx_log_t *log)
     if (failed && !f->failed) {
         f->failed = 1;
 
-        ngx_log_error(NGX_LOG_CRIT, log, f->write.err,
+        ngx_log_error(ngx_http_media_upload_log_level(
+                          f->write.failed ? f->write.err : 0),
+                      log, f->write.err,
                       "media upload: %s the upload failed",
                       f->write.failed ? "writing" : "hashing");
 
@@ -1572,21 +1608,31 @@ ngx_http_media_upload_store(ngx_http_request_t *r,
 {
     unsigned int                    len;
     ngx_int_t                       rc;
+    ngx_uint_t                      status;
+    const char                     *code;
     ngx_http_media_job_t           *job;
     ngx_http_media_upload_job_t    *uj;
     ngx_http_media_loc_conf_t      *lcf;
     ngx_http_media_upload_file_t   *f;
     u_char                          md[EVP_MAX_MD_SIZE];
+    char                            message[256];
 
     f = ctx->file;
 
     if (f->failed || !f->finished || f->written != ctx->size) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "media upload: %O of %O bytes written", f->written,
-                      ctx->size);
-        rc = ngx_http_media_upload_fail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "internal", "writing the upload "
-                                        "failed");
+        if (!f->failed) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "media upload: %O of %O bytes written", f->written,
+                          ctx->size);
+        }
+
+        /* the unnamed file goes with the request (its descriptor) */
+        status = ngx_http_media_upload_io_error(f->write.failed
+                                                ? f->write.err : 0,
+                                                "writing the upload failed",
+                                                message, sizeof(message),
+                                                &code);
+        rc = ngx_http_media_upload_fail(r, status, code, message);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -1631,14 +1677,44 @@ ngx_http_media_upload_store(ngx_http_request_t *r,
 }
 
 
-/* the job's error: code "internal", what failed and why */
+/*
+ * An I/O error's answer: 507 "no_space" when the disk (or the quota) is
+ * full, else 500 "internal" with what failed and why (err 0: no reason).
+ */
+static ngx_uint_t
+ngx_http_media_upload_io_error(ngx_err_t err, const char *what,
+    char *message, size_t size, const char **code)
+{
+    if (ngx_http_media_upload_no_space(err)) {
+        *code = "no_space";
+        snprintf(message, size, "%s: no space left on the server's disk, "
+                 "retry later", what);
+        return NGX_HTTP_INSUFFICIENT_STORAGE;
+    }
+
+    *code = "internal";
+
+    if (err) {
+        snprintf(message, size, "%s: %s", what, strerror(err));
+    } else {
+        snprintf(message, size, "%s", what);
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* the job's error: what failed and why (507 or 500) */
 static void
 ngx_http_media_upload_store_fail(ngx_http_media_job_t *job, const char *what,
-    int err)
+    ngx_err_t err)
 {
-    mm_buf_printf(&job->out, "{\"error\":\"internal\",\"message\":"
-                  "\"%s: %s\"}\n", what, strerror(err));
-    job->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    const char  *code;
+    char         message[256];
+
+    job->status = ngx_http_media_upload_io_error(err, what, message,
+                                                 sizeof(message), &code);
+    ngx_http_media_json_error(&job->out, code, message);
 }
 
 
@@ -1757,7 +1833,8 @@ ngx_http_media_upload_store_done(ngx_http_request_t *r,
 {
     ngx_http_media_upload_job_t  *uj = job->data;
 
-    ngx_int_t  rc;
+    ngx_int_t   rc;
+    ngx_uint_t  level;
 
     if (job->db_failed) {
         rc = ngx_http_media_upload_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -1778,7 +1855,9 @@ ngx_http_media_upload_store_done(ngx_http_request_t *r,
                       uj->size);
 
     } else {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+        level = (job->status == NGX_HTTP_INSUFFICIENT_STORAGE) ? NGX_LOG_ERR
+                                                              : NGX_LOG_CRIT;
+        ngx_log_error(level, r->connection->log, 0,
                       "media upload: %*s", job->out.len, job->out.data);
     }
 

@@ -22,7 +22,7 @@ use IO::Socket::INET;
 use MIME::Base64 ();
 use POSIX ();
 use Time::HiRes qw(sleep time);
-use MediaTest qw(slurp spew ffmpeg is_json_error);
+use MediaTest qw(slurp spew ffmpeg is_json_error curl);
 
 my $dir = MediaTest::tempdir('upload-media');
 
@@ -107,19 +107,6 @@ sub unnamed_uploads {
         }
     }
     return @sizes;
-}
-
-# curl does multipart for us (as a browser form would)
-sub curl {
-    my (@args) = @_;
-    my $out = "$dir/curl.out";
-    my $w = `curl -sS --noproxy '*' -o '$out' -w '%{http_code} %{content_type}' @args 2>&1`;
-    my ($code, $type) = $w =~ /^(\d+) ?(.*)$/ ? ($1, $2) : (0, $w);
-    my $body = -e $out ? slurp($out) : '';
-    unlink $out;
-    my $json = eval { JSON::PP->new->decode($body) };
-    return { status => $code, body => $body, json => $json,
-             headers => { 'content-type' => $type } };
 }
 
 # ------------------------------------------------------------ auth

@@ -9,6 +9,7 @@
  * of new work.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -47,6 +49,9 @@
 #define PK_PROBE_ERR_MAX    8192
 #define PK_JOBS_MAX         64
 #define PK_ERROR_MAX        1000
+#define PK_SWEEP_READ       256         /* directory entries a turn */
+#define PK_SWEEP_BATCH      1000        /* names a statement */
+#define PK_UPLOAD_NAME_LEN  36          /* 32 hex digits ".mp4" */
 
 
 typedef enum {
@@ -103,6 +108,7 @@ typedef enum {
     PK_OP_HEARTBEAT,
     PK_OP_SCAN,
     PK_OP_STALE,
+    PK_OP_SWEEP,
     PK_OP_CLAIM_PROBE,
     PK_OP_CLAIM_JOB
 } pk_op_t;
@@ -136,6 +142,14 @@ struct packager_s {
     int                  want_job;
     uint64_t             next_poll;
     uint64_t             next_scan;
+
+    /* the sweep of orphaned uploads (pk_sweep) */
+    int                  sweep_fd;      /* uploads_dir while sweeping */
+    DIR                 *sweep_dir;     /* while there is more to read */
+    mm_buf_t             sweep_names;   /* '{"<name>",...' to look up */
+    long                 sweep_n;       /* names in it */
+    uint64_t             swept;         /* files removed by this sweep */
+    uint64_t             next_sweep;
 
     /* poll items of the last pk_poll_items(); 0 is dmain's */
     zmq_pollitem_t      *items;
@@ -199,6 +213,10 @@ const conf_def_t  packager_conf_defs[] = {
       NULL, 60, 1, 3600 },
     { "sync", CONF_INT, offsetof(packager_conf_t, sync), 0,
       NULL, 1, 0, 1 },
+    { "orphan_sweep_s", CONF_INT, offsetof(packager_conf_t, orphan_sweep_s),
+      0, NULL, 600, 0, 86400 },
+    { "orphan_grace_s", CONF_INT, offsetof(packager_conf_t, orphan_grace_s),
+      0, NULL, 3600, 60, 30 * 86400 },
     { NULL, 0, 0, 0, NULL, 0, 0, 0 }
 };
 
@@ -273,6 +291,12 @@ static const char  pk_stale_sql[] =
     "UPDATE packaged_content SET heartbeat_at = NULL"
     " WHERE status = 'running' AND claimed_by = ANY ($1::text[])";
 
+/* the names of $1 no row's path ends in (one pass: a hash anti join) */
+static const char  pk_sweep_sql[] =
+    "SELECT u.n FROM unnest($1::text[]) AS u(n)"
+    " WHERE NOT EXISTS (SELECT 1 FROM input_content i"
+    "                    WHERE substring(i.path FROM '[^/]*$') = u.n)";
+
 #define PK_FINISH_UPDATE                                                      \
     "WITH u AS ("                                                             \
     "  UPDATE packaged_content"                                               \
@@ -327,6 +351,9 @@ static long pk_count(const packager_t *pk, int jobs, int probes,
 static void pk_tick(packager_t *pk, uint64_t now);
 static void pk_probe_process(packager_t *pk, pk_probe_t *pr);
 static void pk_job_process(packager_t *pk, pk_job_t *j);
+static int pk_sweep(packager_t *pk, uint64_t now);
+static void pk_sweep_end(packager_t *pk, uint64_t now);
+static void pk_swept(packager_t *pk, PGresult *res);
 
 
 /* ---- config ---------------------------------------------------------- */
@@ -398,6 +425,9 @@ pk_create(void *c, void *zctx)
     pk->conf = conf;
     heartbeat_init(&pk->hb, conf->heartbeat_name);
     mm_buf_init(&pk->dead);
+    mm_buf_init(&pk->sweep_names);
+    pk->sweep_fd = -1;
+    /* the first sweep at start (next_sweep 0) */
 
     if (gethostname(pk->host, sizeof(pk->host) - 1) != 0) {
         snprintf(pk->host, sizeof(pk->host), "localhost");
@@ -546,9 +576,11 @@ pk_destroy(void **obj)
         zmq_close(pk->notifier);
     }
 
+    pk_sweep_end(pk, 0);
     zap_destroy(&pk->zap);
     pgc_destroy(&pk->pg);
     mm_buf_free(&pk->dead);
+    mm_buf_free(&pk->sweep_names);
     free(pk->jobs);
     free(pk->probes);
     free(pk->items);
@@ -1084,6 +1116,10 @@ pk_result(void *arg, pgc_t *c, PGresult *res)
         pk_scanned(pk, res);
         break;
 
+    case PK_OP_SWEEP:
+        pk_swept(pk, res);
+        break;
+
     case PK_OP_FINISH:
         j = pk->op_slot;
         log_info("packaged_content %" PRId64 ": %s%s", j->id, j->status,
@@ -1199,6 +1235,16 @@ pk_done(void *arg, pgc_t *c, const char *error)
         mm_buf_reset(&pk->dead);
         if (error == NULL) {
             pk->want_job = 1;
+        }
+        break;
+
+    case PK_OP_SWEEP:
+        mm_buf_reset(&pk->sweep_names);
+        pk->sweep_n = 0;
+        if (error != NULL) {
+            /* the next sweep looks again */
+            log_warnx("orphan sweep: %s", error);
+            pk_sweep_end(pk, now_mono_ms());
         }
         break;
 
@@ -1373,6 +1419,219 @@ pk_job_process(packager_t *pk, pk_job_t *j)
 }
 
 
+/* ---- orphaned uploads ------------------------------------------------ */
+
+
+/* a name nginx gives an upload: 32 lowercase hex digits, ".mp4" */
+static int
+pk_upload_name(const char *name)
+{
+    size_t  i;
+
+    if (strlen(name) != PK_UPLOAD_NAME_LEN
+        || strcmp(name + PK_UPLOAD_NAME_LEN - 4, ".mp4") != 0)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < PK_UPLOAD_NAME_LEN - 4; i++) {
+        if (!((name[i] >= '0' && name[i] <= '9')
+              || (name[i] >= 'a' && name[i] <= 'f')))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * The age in seconds of the regular file name in the uploads directory if
+ * it is past the grace period (nginx inserts its row right after linking
+ * it), else -1.
+ */
+static long
+pk_upload_age(packager_t *pk, const char *name)
+{
+    long         age;
+    struct stat  st;
+
+    if (fstatat(pk->sweep_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0
+        || !S_ISREG(st.st_mode))
+    {
+        return -1;
+    }
+
+    age = (long) (time(NULL) - st.st_mtime);
+
+    return age > pk->conf->orphan_grace_s ? age : -1;
+}
+
+
+/* the sweep is over (or given up): the next one in orphan_sweep_s */
+static void
+pk_sweep_end(packager_t *pk, uint64_t now)
+{
+    if (pk->sweep_dir != NULL) {
+        closedir(pk->sweep_dir);
+        pk->sweep_dir = NULL;
+    }
+
+    if (pk->sweep_fd >= 0) {
+        close(pk->sweep_fd);
+        pk->sweep_fd = -1;
+
+        if (pk->swept > 0) {
+            log_info("orphan sweep: %" PRIu64 " upload(s) removed",
+                     pk->swept);
+        }
+    }
+
+    mm_buf_reset(&pk->sweep_names);
+    pk->sweep_n = 0;
+    pk->next_sweep = now + (uint64_t) pk->conf->orphan_sweep_s * 1000;
+}
+
+
+/* reads a few more entries: the old uploads go into the batch to look up */
+static void
+pk_sweep_read(packager_t *pk)
+{
+    int             i;
+    struct dirent  *de;
+
+    for (i = 0; i < PK_SWEEP_READ && pk->sweep_n < PK_SWEEP_BATCH; i++) {
+        errno = 0;
+        de = readdir(pk->sweep_dir);
+
+        if (de == NULL) {
+            if (errno != 0) {
+                log_warn("orphan sweep: readdir %s", pk->conf->uploads_dir);
+            }
+
+            closedir(pk->sweep_dir);
+            pk->sweep_dir = NULL;
+            return;
+        }
+
+        if (!pk_upload_name(de->d_name) || pk_upload_age(pk, de->d_name) < 0)
+        {
+            continue;
+        }
+
+        mm_buf_puts(&pk->sweep_names, pk->sweep_n ? ",\"" : "{\"");
+        mm_buf_puts(&pk->sweep_names, de->d_name);
+        mm_buf_puts(&pk->sweep_names, "\"");
+        pk->sweep_n++;
+    }
+}
+
+
+/*
+ * Drives the sweep a step: starts one when due, reads the directory a bit,
+ * sends a batch of names once full (or the directory is read). 0: a
+ * statement was sent.
+ */
+static int
+pk_sweep(packager_t *pk, uint64_t now)
+{
+    int          fd;
+    const char  *params[1];
+
+    if (pk->sweep_fd < 0) {
+        if (pk->conf->orphan_sweep_s == 0 || now < pk->next_sweep) {
+            return -1;
+        }
+
+        pk->swept = 0;
+        pk->sweep_fd = open(pk->conf->uploads_dir,
+                            O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = pk->sweep_fd >= 0 ? dup(pk->sweep_fd) : -1;
+        if (fd >= 0) {
+            pk->sweep_dir = fdopendir(fd);
+            if (pk->sweep_dir == NULL) {
+                close(fd);
+            }
+        }
+
+        if (pk->sweep_dir == NULL) {
+            log_warn("orphan sweep: cannot read %s", pk->conf->uploads_dir);
+            pk_sweep_end(pk, now);
+            return -1;
+        }
+    }
+
+    if (pk->sweep_dir != NULL) {
+        pk_sweep_read(pk);
+    }
+
+    if (pk->sweep_names.failed) {
+        log_warnx("orphan sweep: out of memory");
+        pk_sweep_end(pk, now);
+        return -1;
+    }
+
+    if (pk->sweep_n > 0
+        && (pk->sweep_n >= PK_SWEEP_BATCH || pk->sweep_dir == NULL))
+    {
+        mm_buf_puts(&pk->sweep_names, "}");
+        params[0] = pk->sweep_names.data;
+
+        if (pk_send(pk, PK_OP_SWEEP, NULL, pk_sweep_sql, 1, params) == 0) {
+            return 0;
+        }
+
+        /* sent again on the next turn */
+        pk->sweep_names.len--;
+        return -1;
+    }
+
+    if (pk->sweep_dir == NULL && pk->sweep_n == 0) {
+        pk_sweep_end(pk, now);
+    }
+
+    return -1;
+}
+
+
+/* the names no row refers to: removed if still old enough */
+static void
+pk_swept(packager_t *pk, PGresult *res)
+{
+    int          i, n;
+    long         age;
+    const char  *name;
+
+    n = PQntuples(res);
+
+    for (i = 0; i < n; i++) {
+        name = PQgetvalue(res, i, 0);
+
+        if (!pk_upload_name(name)) {
+            continue;
+        }
+
+        age = pk_upload_age(pk, name);
+        if (age < 0) {
+            continue;
+        }
+
+        if (unlinkat(pk->sweep_fd, name, 0) != 0) {
+            if (errno != ENOENT) {
+                log_warn("orphan sweep: unlink %s/%s", pk->conf->uploads_dir,
+                         name);
+            }
+            continue;
+        }
+
+        pk->swept++;
+        log_info("orphan sweep: removed %s/%s (%ld s old, no input_content "
+                 "row refers to it)", pk->conf->uploads_dir, name, age);
+    }
+}
+
+
 /* ---- the scheduler --------------------------------------------------- */
 
 
@@ -1538,7 +1797,13 @@ pk_tick(packager_t *pk, uint64_t now)
         return;
     }
 
-    /* 6. new work */
+    /* 6. uploads no row refers to */
+
+    if (pk_sweep(pk, now) == 0) {
+        return;
+    }
+
+    /* 7. new work */
 
     if (now >= pk->next_poll) {
         pk->next_poll = now + (uint64_t) pk->conf->poll_ms;
@@ -1696,9 +1961,18 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
         if (!pk->draining) {
             if ((pk->want_probe && pk_count(pk, 0, 1, PK_FREE) > 0)
                 || (pk->want_job && pk_count(pk, 1, 0, PK_FREE) > 0)
-                || pk->dead.len > 0)
+                || pk->dead.len > 0
+                || (pk->sweep_fd >= 0 && pk->op != PK_OP_SWEEP))
             {
                 *timeout = 0;
+            }
+
+            if (pk->sweep_fd < 0 && pk->conf->orphan_sweep_s > 0) {
+                due = pk->next_sweep;
+                t = due > now ? (int) (due - now) : 0;
+                if (t < *timeout) {
+                    *timeout = t;
+                }
             }
 
             due = pk->next_poll < pk->next_scan ? pk->next_poll

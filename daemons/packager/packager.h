@@ -21,6 +21,12 @@
  * rows being worked on back in the queue (for at most a few seconds while
  * PostgreSQL answers; otherwise they are reclaimed once their heartbeat is
  * stale). SIGHUP reloads the clients file.
+ *
+ * At start and every orphan_sweep_s seconds it removes from uploads_dir
+ * the uploads no input_content row refers to (nginx died between linking
+ * an upload into place and inserting its row) once they are older than
+ * orphan_grace_s: the directory is read a few entries a turn of the loop
+ * and the names are looked up a batch a statement, like any other.
  */
 
 #ifndef MEDIA_PACKAGER_H
@@ -52,6 +58,8 @@ typedef struct {
     long    max_attempts;
     long    probe_timeout;
     long    sync;
+    long    orphan_sweep_s;
+    long    orphan_grace_s;
 } packager_conf_t;
 
 

@@ -37,7 +37,7 @@ our $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/../..');
 our $TMP = "$ROOT/t/tmp";
 our $PGBIN = $ENV{MEDIA_PGBIN} || '/usr/lib/postgresql/15/bin';
 
-our @EXPORT_OK = qw(slurp spew ffmpeg is_json_error);
+our @EXPORT_OK = qw(slurp spew ffmpeg is_json_error curl);
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $OWNER = $$;          # END in a forked child must not stop anything
@@ -79,6 +79,22 @@ sub ffmpeg {
     system(@cmd) == 0 or die "ffmpeg failed (@cmd): $?";
     return $out;
 }
+
+# curl(@args): runs curl with these (shell-quoted) arguments -- for what
+# HTTP::Tiny does not do: multipart forms (as a browser would), HTTP/2.
+# Returns { status, body, json, headers => { content-type } } like req()
+sub curl {
+    my (@args) = @_;
+    my $out = File::Temp->new(DIR => _tmp());
+    my $w = `curl -sS --noproxy '*' -o '$out' -w '%{http_code} %{content_type}' @args 2>&1`;
+    my ($code, $type) = $w =~ /^(\d+) ?(.*)$/ ? ($1, $2) : (0, $w);
+    my $body = slurp("$out") // '';
+    return { status => $code, body => $body,
+             json => eval { $JSON->decode($body) },
+             headers => { 'content-type' => $type } };
+}
+
+sub _tmp { make_path($TMP); return $TMP }
 
 # is_json_error($r, $status, $code, $what): $r (a req() answer) is a JSON
 # error with that status and, when $code is defined, that error code
