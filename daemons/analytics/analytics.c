@@ -1607,7 +1607,7 @@ an_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
 
     int              n, fd, t;
     short            events;
-    uint64_t         now, due;
+    uint64_t         now;
     zmq_pollitem_t  *items;
 
     items = a->items;
@@ -1663,21 +1663,13 @@ an_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
             *timeout = 0;
 
         } else {
-            due = a->pending_since + (uint64_t) a->conf->flush_ms;
-            if (due <= now) {
-                *timeout = 0;
-            } else if ((long) (due - now) < *timeout) {
-                *timeout = (long) (due - now);
-            }
+            dmain_lower(timeout,
+                        a->pending_since + (uint64_t) a->conf->flush_ms, now);
         }
     }
 
     if (a->draining) {
-        due = a->drain_deadline;
-        t = due > now ? (int) (due - now) : 0;
-        if (t < *timeout) {
-            *timeout = t;
-        }
+        dmain_lower(timeout, a->drain_deadline, now);
     }
 
     return n;

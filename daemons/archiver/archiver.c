@@ -2727,11 +2727,11 @@ ar_poll_items(void *obj, zmq_pollitem_t **items, long *timeout)
     if (ar->sched) {
         *timeout = 0;
     } else if (ar->sched_at != 0) {
-        svc_lower(timeout, ar->sched_at, now);
+        dmain_lower(timeout, ar->sched_at, now);
     }
 
     if (!ar->svc.draining && !ar->purging) {
-        svc_lower(timeout, ar->purge_at, now);
+        dmain_lower(timeout, ar->purge_at, now);
     }
 
     for (a = ar->archives; a != NULL; a = a->next) {
@@ -2757,14 +2757,14 @@ ar_poll_items(void *obj, zmq_pollitem_t **items, long *timeout)
             || (a->next_zip < a->nfiles
                 && a->files[a->next_zip].state == AF_DOWNLOADED))
         {
-            svc_lower(timeout, a->append_at, now);
+            dmain_lower(timeout, a->append_at, now);
         }
 
         if (!a->syncing) {
             if (a->sync_at != 0) {
-                svc_lower(timeout, a->sync_at, now);
+                dmain_lower(timeout, a->sync_at, now);
             }
-            svc_lower(timeout, a->synced_at + (ar_any_dirty(a)
+            dmain_lower(timeout, a->synced_at + (ar_any_dirty(a)
                                                ? AR_SYNC_MS : AR_KEEPALIVE_MS),
                       now);
         }

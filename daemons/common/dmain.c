@@ -72,6 +72,19 @@ dmain_item(zmq_pollitem_t *it, void *socket, int fd, short events)
 }
 
 
+void
+dmain_lower(long *timeout, uint64_t at, uint64_t now)
+{
+    long  t;
+
+    t = at > now ? (long) (at - now) : 0;
+
+    if (*timeout < 0 || t < *timeout) {
+        *timeout = t;
+    }
+}
+
+
 int
 dmain(int argc, char **argv, const dmain_t *d)
 {

@@ -18,6 +18,7 @@
 #define MEDIA_DMAIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <zmq.h>
 
 #include "config.h"
@@ -52,6 +53,9 @@ int dmain(int argc, char **argv, const dmain_t *d);
 
 /* fills one poll item (revents cleared): a socket, or fd when it is NULL */
 void dmain_item(zmq_pollitem_t *it, void *socket, int fd, short events);
+
+/* lowers a poll_items *timeout (ms, < 0 none) to reach monotonic time at */
+void dmain_lower(long *timeout, uint64_t at, uint64_t now);
 
 
 #endif /* MEDIA_DMAIN_H */

@@ -163,19 +163,6 @@ svc_claim(svc_t *s, const char *sql, int nparams, const char *const *params,
 /* ---- the loop -------------------------------------------------------- */
 
 
-void
-svc_lower(long *timeout, uint64_t at, uint64_t now)
-{
-    long  t;
-
-    t = at > now ? (long) (at - now) : 0;
-
-    if (*timeout < 0 || t < *timeout) {
-        *timeout = t;
-    }
-}
-
-
 int
 svc_poll_items(svc_t *s, int room, uint64_t now, zmq_pollitem_t **items,
     long *timeout)
@@ -218,11 +205,11 @@ svc_poll_items(svc_t *s, int room, uint64_t now, zmq_pollitem_t **items,
 
     t = pgc_timeout(s->pg, now);
     if (t >= 0) {
-        svc_lower(timeout, now + (uint64_t) t, now);
+        dmain_lower(timeout, now + (uint64_t) t, now);
     }
 
     if (pgc_up(s->pg)) {
-        svc_lower(timeout, now + (uint64_t) heartbeat_timeout(&s->hb, now),
+        dmain_lower(timeout, now + (uint64_t) heartbeat_timeout(&s->hb, now),
                   now);
     }
 
@@ -231,11 +218,11 @@ svc_poll_items(svc_t *s, int room, uint64_t now, zmq_pollitem_t **items,
     }
 
     if (!s->draining && !s->claiming && room) {
-        svc_lower(timeout, s->rang ? now : s->next_poll, now);
+        dmain_lower(timeout, s->rang ? now : s->next_poll, now);
     }
 
     if (s->draining) {
-        svc_lower(timeout, s->drain_deadline, now);
+        dmain_lower(timeout, s->drain_deadline, now);
     }
 
     s->idx_curl = k;

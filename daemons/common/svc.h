@@ -99,13 +99,10 @@ int svc_claim(svc_t *s, const char *sql, int nparams,
  * doorbell, PostgreSQL and libcurl's sockets. *timeout is the nearest of
  * the heartbeat, pgc's timer, a queued statement, the next claim (when
  * there is room), the drain deadline and libcurl's timer; the daemon may
- * lower it further (svc_lower). Returns the count for zmq_poll.
+ * lower it further (dmain_lower). Returns the count for zmq_poll.
  */
 int svc_poll_items(svc_t *s, int room, uint64_t now, zmq_pollitem_t **items,
     long *timeout);
-
-/* lowers *timeout (ms, < 0 none) to reach monotonic time at */
-void svc_lower(long *timeout, uint64_t at, uint64_t now);
 
 /* dmain's process, before the daemon's own work: ZAP, bell, libcurl, pgc */
 void svc_process(svc_t *s, zmq_pollitem_t *items, int n);

@@ -831,7 +831,7 @@ int
 pack_poll_items(pack_t *p, zmq_pollitem_t *items, long *timeout)
 {
     int       i, n, t;
-    uint64_t  now, due;
+    uint64_t  now;
 
     n = 0;
 
@@ -879,11 +879,7 @@ pack_poll_items(pack_t *p, zmq_pollitem_t *items, long *timeout)
         *timeout = t;
     }
 
-    due = p->last_io + PACK_STALL_MS;
-    t = due > now ? (int) (due - now) : 0;
-    if (t < *timeout) {
-        *timeout = t;
-    }
+    dmain_lower(timeout, p->last_io + PACK_STALL_MS, now);
 
     return n;
 }

@@ -1870,7 +1870,7 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
     int              n, fd, t;
     long             i;
     short            events;
-    uint64_t         now, due;
+    uint64_t         now;
     zmq_pollitem_t  *items;
 
     items = pk->items;
@@ -1930,10 +1930,7 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
             *timeout = t;
         }
 
-        t = pr->deadline > now ? (int) (pr->deadline - now) : 0;
-        if (t < *timeout) {
-            *timeout = t;
-        }
+        dmain_lower(timeout, pr->deadline, now);
     }
 
     if (pgc_ready(pk->pg)) {
@@ -1950,11 +1947,7 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
 
         for (i = 0; i < pk->conf->jobs; i++) {
             if (pk->jobs[i].state == PK_RUNNING) {
-                due = pk->jobs[i].next_beat;
-                t = due > now ? (int) (due - now) : 0;
-                if (t < *timeout) {
-                    *timeout = t;
-                }
+                dmain_lower(timeout, pk->jobs[i].next_beat, now);
             }
         }
 
@@ -1968,28 +1961,16 @@ pk_poll_items(void *obj, zmq_pollitem_t **itemsp, long *timeout)
             }
 
             if (pk->sweep_fd < 0 && pk->conf->orphan_sweep_s > 0) {
-                due = pk->next_sweep;
-                t = due > now ? (int) (due - now) : 0;
-                if (t < *timeout) {
-                    *timeout = t;
-                }
+                dmain_lower(timeout, pk->next_sweep, now);
             }
 
-            due = pk->next_poll < pk->next_scan ? pk->next_poll
-                                                : pk->next_scan;
-            t = due > now ? (int) (due - now) : 0;
-            if (t < *timeout) {
-                *timeout = t;
-            }
+            dmain_lower(timeout, pk->next_poll, now);
+            dmain_lower(timeout, pk->next_scan, now);
         }
     }
 
     if (pk->draining) {
-        due = pk->drain_deadline;
-        t = due > now ? (int) (due - now) : 0;
-        if (t < *timeout) {
-            *timeout = t;
-        }
+        dmain_lower(timeout, pk->drain_deadline, now);
     }
 
     return n;
