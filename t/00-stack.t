@@ -159,6 +159,21 @@ if ($> == 0) {
 
 is_deeply([$s->error_log_clean], [], 'no [alert]/[crit]/[emerg] in the log');
 
+# --- the stream slice: MEDIA_STREAM_SLICE, 4m by default
+
+{
+    open(my $fh, '<', "$var/conf/nginx.conf") or die;
+    my $conf = do { local $/; <$fh> };
+    like($conf, qr/^\s*slice 4m;/m, 'rendered nginx.conf: slice 4m by default');
+    like($conf, qr/^\s*proxy_temp_file_write_size 512k;/m,
+         '  cache files written up to 512 KB at a time');
+    local $ENV{MEDIA_STREAM_SLICE} = '4 MB';
+    my ($rc, $out) = stack_cmd('status');
+    isnt($rc, 0, 'MEDIA_STREAM_SLICE="4 MB": the launcher refuses');
+    like($out, qr/MEDIA_STREAM_SLICE must be a size like 512k or 4m/,
+         '  and says why');
+}
+
 # --- stop leaves nothing
 
 my %pids = (launcher => $lpid, analytics => pidfile('analytics'),

@@ -17,9 +17,12 @@ MediaTest::gen_mp3("$dir/cached.mp3", seconds => 2);
 MediaTest::gen_mp3("$dir/big.mp3", seconds => 180);
 my $origin = MediaTest::Origin->start(dir => $dir);
 
-my $s = MediaTest->start(workers => 2,
+# 1 MiB slices (the default is 4m): a 2.9 MB file spans three of them
+my $s = MediaTest->start(workers => 2, env => { MEDIA_STREAM_SLICE => '1m' },
                          extra_http => 'media_origin_allow_private on;');
 my $admin = $s->admin_token;
+like(slurp($s->var . '/conf/nginx.conf'), qr/^\s*slice 1m;/m,
+     'MEDIA_STREAM_SLICE=1m renders slice 1m');
 
 
 # compare bodies without printing megabytes on failure
