@@ -9,8 +9,12 @@
  * them), so CURVE encrypts once per frame, not once per event. The daemon
  * ACKs a batch once it is in its journal; a timer drains ACKs and resends
  * what was not ACKed in time, so a daemon killed mid-stream loses nothing
- * (duplicates are dropped by request_id). Only a full ring drops events,
- * counted in /metrics. See docs/analytics-protocol.md.
+ * (duplicates are dropped by request_id). Resends back off while the daemon
+ * is silent; once it ACKs a batch sent after an event that is still
+ * unACKed (the daemon ACKs in the order it received), that event was lost
+ * with the old connection and goes out again at once, as its whole batch
+ * when none of the batch was ACKed. Only a full ring drops events, counted
+ * in /metrics. See docs/analytics-protocol.md.
  */
 
 #include "ngx_http_media.h"
@@ -21,7 +25,7 @@
 
 #define NGX_HTTP_MEDIA_EVENTS_TICK       50      /* ms */
 #define NGX_HTTP_MEDIA_BATCH_MAX         1000    /* events a message */
-#define NGX_HTTP_MEDIA_RESEND_PER_TICK   2000
+#define NGX_HTTP_MEDIA_RESEND_PER_TICK   8000    /* events */
 #define NGX_HTTP_MEDIA_RESEND_MAX        8000    /* ms, backoff cap */
 
 /*
@@ -37,6 +41,7 @@
 
 typedef struct {
     uint64_t      seq;
+    ngx_msec_t    sent_at;          /* last sent */
     ngx_msec_t    resend_at;
     ngx_uint_t    tries;
     ngx_uint_t    batch_n;          /* events of the batch this seq opens */
@@ -66,6 +71,8 @@ typedef struct {
     uint64_t                       scan;     /* resend scan position */
     uint64_t                       unsent;   /* first seq never sent */
     ngx_uint_t                     pending;
+    ngx_uint_t                     acked;    /* some batch was ACKed */
+    ngx_msec_t                     acked_sent_at; /* latest sent_at ACKed */
     ngx_uint_t                     slot;     /* metrics slot of the worker */
     ngx_event_t                    timer;
     ngx_log_t                     *log;
@@ -320,6 +327,7 @@ ngx_http_media_events_flush(ngx_http_media_events_t *e)
 
         for (k = 0; k < n; k++) {
             s = &e->ring[(e->unsent + k) % e->size];
+            s->sent_at = ngx_current_msec;
             s->resend_at = ngx_current_msec + e->mcf->analytics_resend;
         }
 
@@ -412,6 +420,14 @@ ngx_http_media_events_drain(ngx_http_media_events_t *e)
 
         } else if (ngx_strncmp(cmd, "ACK", 3) != 0) {
             continue;
+
+        } else if (s->data != NULL
+                   && (!e->acked
+                       || (ngx_msec_int_t) (s->sent_at - e->acked_sent_at)
+                          > 0))
+        {
+            e->acked = 1;
+            e->acked_sent_at = s->sent_at;
         }
 
         ngx_http_media_events_release(e, seq, s->batch_n,
@@ -425,13 +441,16 @@ ngx_http_media_events_drain(ngx_http_media_events_t *e)
 static void
 ngx_http_media_events_resend(ngx_http_media_events_t *e)
 {
-    ngx_uint_t                    n;
+    ngx_uint_t                    n, k, sent;
     ngx_msec_t                    backoff;
-    ngx_http_media_event_slot_t  *s;
+    ngx_http_media_event_slot_t  *s, *b;
 
-    n = 0;
+    sent = 0;
 
-    /* events were queued in seq order, so the oldest come due first */
+    /*
+     * events were first sent in seq order, so the oldest come due first,
+     * and so do the lost ones: sent before a batch the daemon ACKed
+     */
 
     for (e->scan = e->head; e->scan < e->unsent; e->scan++) {
 
@@ -441,27 +460,57 @@ ngx_http_media_events_resend(ngx_http_media_events_t *e)
             continue;
         }
 
-        if ((ngx_msec_int_t) (s->resend_at - ngx_current_msec) > 0) {
+        if ((ngx_msec_int_t) (s->resend_at - ngx_current_msec) > 0
+            && !(e->acked
+                 && (ngx_msec_int_t) (e->acked_sent_at - s->sent_at) > 0))
+        {
             if (s->tries == 0) {
                 break;
             }
             continue;
         }
 
-        if (n++ >= NGX_HTTP_MEDIA_RESEND_PER_TICK) {
+        /* the whole batch this event opens, when none of it was ACKed */
+
+        n = s->batch_n;
+
+        if (n < 2 || e->scan + n > e->unsent) {
+            n = 1;
+        }
+
+        for (k = 1; k < n; k++) {
+            b = &e->ring[(e->scan + k) % e->size];
+
+            if (b->data == NULL || b->seq != e->scan + k
+                || b->tries != s->tries)
+            {
+                n = 1;
+                break;
+            }
+        }
+
+        if (sent && sent + n > NGX_HTTP_MEDIA_RESEND_PER_TICK) {
             break;
         }
 
-        if (ngx_http_media_events_send(e, s->seq, 1) != NGX_OK) {
+        if (ngx_http_media_events_send(e, s->seq, n) != NGX_OK) {
             break;
         }
 
-        s->tries++;
-        backoff = e->mcf->analytics_resend << ngx_min(s->tries, 4);
-        s->resend_at = ngx_current_msec
-                       + ngx_min(backoff, NGX_HTTP_MEDIA_RESEND_MAX);
+        backoff = e->mcf->analytics_resend << ngx_min(s->tries + 1, 4);
+        backoff = ngx_min(backoff, NGX_HTTP_MEDIA_RESEND_MAX);
 
-        ngx_http_media_metric_add(e->mcf, events_resent, 1);
+        for (k = 0; k < n; k++) {
+            b = &e->ring[(e->scan + k) % e->size];
+            b->tries++;
+            b->sent_at = ngx_current_msec;
+            b->resend_at = ngx_current_msec + backoff;
+        }
+
+        sent += n;
+        e->scan += n - 1;
+
+        ngx_http_media_metric_add(e->mcf, events_resent, n);
     }
 }
 
@@ -662,6 +711,7 @@ ngx_http_media_events_emit(ngx_http_request_t *r,
     s->seq = e->tail++;
     s->tries = 0;
     s->batch_n = 0;
+    s->sent_at = ngx_current_msec;
     s->resend_at = ngx_current_msec + e->mcf->analytics_resend;
     e->pending++;
 

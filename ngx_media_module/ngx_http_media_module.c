@@ -324,7 +324,7 @@ ngx_http_media_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->sign_max_ttl, 3600);
     ngx_conf_init_value(mcf->auth_cache_ttl, 2);
     ngx_conf_init_value(mcf->allow_private, 0);
-    ngx_conf_init_uint_value(mcf->analytics_buffer, 65536);
+    ngx_conf_init_uint_value(mcf->analytics_buffer, 131072);
     ngx_conf_init_msec_value(mcf->analytics_resend, 1000);
     ngx_conf_init_ptr_value(mcf->health_daemons, NULL);
     ngx_conf_init_value(mcf->archive_retention, 7 * 86400);
