@@ -56,6 +56,7 @@ $(eval $(call flavour,PLAIN,$(BUILD),))
 $(eval $(call flavour,ASAN,$(BUILD)/asan,$(SAN)))
 
 MODULE := $(BUILD)/nginx/objs/ngx_http_media_module.so
+FAULTS := $(BUILD)/t/upload_faults.so
 
 .PHONY: all lib module daemons units deps run start stop status test \
         unit integration fuzz bench clean distclean image-check web
@@ -64,8 +65,14 @@ all: lib daemons module units
 
 lib: $(PLAIN_LIBA)
 daemons: $(PLAIN_BINS)
-units: $(PLAIN_UNITS) $(ASAN_UNITS)
+units: $(PLAIN_UNITS) $(ASAN_UNITS) $(FAULTS)
 module: $(MODULE)
+
+# the fault injector t/63-upload-faults.t preloads into nginx (tests only;
+# not instrumented: with the ASan module it comes after the runtime)
+$(FAULTS): t/fault/upload_faults.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -o $@ $< -ldl
 
 # configure lists the module's .c files: a file added or removed means
 # configuring again (this stamp changes only when the list does)

@@ -166,6 +166,8 @@ typedef struct {
     off_t                           size;
     int64_t                         token_id;
     int64_t                         id;         /* the new row */
+    const char                     *failed;     /* what, if it failed */
+    ngx_err_t                       err;        /* and why (0: no errno) */
 } ngx_http_media_upload_job_t;
 
 
@@ -1704,13 +1706,18 @@ ngx_http_media_upload_io_error(ngx_err_t err, const char *what,
 }
 
 
-/* the job's error: what failed and why (507 or 500) */
+/* the job's error: what failed and why (507 or 500), logged when done */
 static void
 ngx_http_media_upload_store_fail(ngx_http_media_job_t *job, const char *what,
     ngx_err_t err)
 {
+    ngx_http_media_upload_job_t  *uj = job->data;
+
     const char  *code;
     char         message[256];
+
+    uj->failed = what;
+    uj->err = err;
 
     job->status = ngx_http_media_upload_io_error(err, what, message,
                                                  sizeof(message), &code);
@@ -1745,8 +1752,7 @@ ngx_http_media_upload_store_run(ngx_http_media_job_t *job)
     }
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        ngx_http_media_json_error(&job->out, "internal", "no randomness");
-        job->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_http_media_upload_store_fail(job, "no randomness", 0);
         return;
     }
 
@@ -1759,9 +1765,8 @@ ngx_http_media_upload_store_run(ngx_http_media_job_t *job)
     if ((size_t) snprintf(path, sizeof(path), "%s/%s.mp4", uj->dir, name)
         >= sizeof(path))
     {
-        ngx_http_media_json_error(&job->out, "internal",
-                                  "the upload directory's path is too long");
-        job->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_http_media_upload_store_fail(job, "the upload directory's path "
+                                         "is too long", 0);
         return;
     }
 
@@ -1833,8 +1838,7 @@ ngx_http_media_upload_store_done(ngx_http_request_t *r,
 {
     ngx_http_media_upload_job_t  *uj = job->data;
 
-    ngx_int_t   rc;
-    ngx_uint_t  level;
+    ngx_int_t  rc;
 
     if (job->db_failed) {
         rc = ngx_http_media_upload_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -1855,10 +1859,9 @@ ngx_http_media_upload_store_done(ngx_http_request_t *r,
                       uj->size);
 
     } else {
-        level = (job->status == NGX_HTTP_INSUFFICIENT_STORAGE) ? NGX_LOG_ERR
-                                                              : NGX_LOG_CRIT;
-        ngx_log_error(level, r->connection->log, 0,
-                      "media upload: %*s", job->out.len, job->out.data);
+        ngx_log_error(ngx_http_media_upload_log_level(uj->err),
+                      r->connection->log, uj->err, "media upload: %s",
+                      uj->failed);
     }
 
     rc = ngx_http_media_send_json(r, job->status, (u_char *) job->out.data,

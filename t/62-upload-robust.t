@@ -18,8 +18,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use Digest::SHA qw(sha256_hex);
-use MediaTest qw(slurp spew is_json_error curl);
+use MediaTest qw(slurp spew is_json_error curl names_in);
 
 my $dir = MediaTest::tempdir('upload-robust');
 my $full = MediaTest::tempdir('upload-full');     # 4 MB tmpfs
@@ -74,41 +73,11 @@ my $tok = $s->req(POST => '/api/tokens', token => $admin,
             ->{json}{token};
 ok($tok, 'a user token');
 
-sub rows_like {
-    my ($prefix) = @_;
-    return ($s->psql("SELECT count(*) FROM input_content"
-                     . " WHERE path LIKE '$prefix/%'"))[0][0];
-}
-
-sub names_in {
-    my ($d) = @_;
-    opendir(my $dh, $d) or return ();
-    return sort grep { !/^\.\.?$/ } readdir $dh;
-}
-
 # KB used on the file system of $d
 sub used_kb {
     my ($d) = @_;
     my @l = `df -k --output=used '$d'`;
     return $l[-1] =~ /(\d+)/ ? $1 : -1;
-}
-
-# descriptors of nginx's processes on files in $d (unnamed ones included)
-sub open_in {
-    my ($d) = @_;
-    my @hits;
-    my $master = (slurp("$var/run/nginx.pid") // '') =~ /(\d+)/ ? $1 : 0;
-    for my $st (glob '/proc/[0-9]*/stat') {
-        my $l = slurp($st) // next;
-        next unless $l =~ /^(\d+) \(.*\) \S+ (\d+)/;
-        next unless $1 == $master || $2 == $master;
-        my $pid = $1;
-        for my $fd (glob "/proc/$pid/fd/*") {
-            my $t = readlink($fd) // next;
-            push @hits, $t if index($t, "$d/") == 0;
-        }
-    }
-    return @hits;
 }
 
 # ------------------------------------------------------------ a full disk
@@ -126,10 +95,11 @@ SKIP: {
     is_json_error($r, 507, 'no_space', '8 MB raw upload on a 4 MB tmpfs');
     is($r->{reason}, 'Insufficient Storage', '  status line');
     like($r->{json}{message} // '', qr/no space/, '  message says why');
-    is(rows_like($full), 0, '  no input_content row');
+    is($s->upload_rows_in($full), 0, '  no input_content row');
     is_deeply([names_in($full)], [], '  no file in the directory');
-    ok(MediaTest::wait_until(sub { !open_in($full) }, 5),
-       '  no unnamed file held open') or diag explain [open_in($full)];
+    ok(MediaTest::wait_until(sub { !$s->nginx_fds_in($full) }, 5),
+       '  no unnamed file held open')
+        or diag explain [map { readlink } $s->nginx_fds_in($full)];
     ok(MediaTest::wait_until(sub { used_kb($full) <= $base }, 5),
        '  the space is free again') or diag `df -k '$full'`;
 
@@ -138,7 +108,7 @@ SKIP: {
               '-F', "'file=\@$dir/big.bin;type=video/mp4'",
               "'" . $s->url('/upload_full') . "'");
     is_json_error($r, 507, 'no_space', '8 MB multipart upload');
-    is(rows_like($full), 0, '  no input_content row');
+    is($s->upload_rows_in($full), 0, '  no input_content row');
     is_deeply([names_in($full)], [], '  no file in the directory');
     ok(MediaTest::wait_until(sub { used_kb($full) <= $base }, 5),
        '  the space is free again');
@@ -148,19 +118,12 @@ SKIP: {
 
     my $small = substr($big, 0, 1024 * 1024);
     $r = $s->req(POST => '/upload_full', token => $tok, body => $small);
-    is($r->{status}, 200, 'then 1 MB on the same tmpfs: 200')
-        or diag $r->{body};
-    is($r->{json}{sha256}, sha256_hex($small), '  sha256');
-    my @f = names_in($full);
-    is(scalar @f, 1, '  one file in the directory');
-    is(sha256_hex(slurp("$full/$f[0]") // ''), sha256_hex($small),
-       '  holding the bytes') if @f;
-    is(rows_like($full), 1, '  and its row');
+    $s->is_stored($r, $full, $small, 'then 1 MB on the same tmpfs');
 
     # no inode for the unnamed file: refused before the body is read
     $r = $s->req(POST => '/upload_noinode', token => $tok, body => $big);
     is_json_error($r, 507, 'no_space', 'tmpfs without a free inode');
-    is(rows_like($noinode), 0, '  no row');
+    is($s->upload_rows_in($noinode), 0, '  no row');
     is($s->req(GET => '/healthz')->{status}, 200, '  /healthz after it');
 
     # a full disk is logged at [error]: the operator's to fix, not ours

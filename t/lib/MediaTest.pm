@@ -24,6 +24,7 @@ use warnings;
 
 use Exporter qw(import);
 use Cwd qw(abs_path);
+use Digest::SHA ();
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
 use File::Temp ();
@@ -37,7 +38,7 @@ our $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/../..');
 our $TMP = "$ROOT/t/tmp";
 our $PGBIN = $ENV{MEDIA_PGBIN} || '/usr/lib/postgresql/15/bin';
 
-our @EXPORT_OK = qw(slurp spew ffmpeg is_json_error curl);
+our @EXPORT_OK = qw(slurp spew ffmpeg is_json_error curl names_in);
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $OWNER = $$;          # END in a forked child must not stop anything
@@ -69,6 +70,13 @@ sub spew {
     open(my $fh, '>:raw', $path) or die "$path: $!";
     print $fh $data;
     close $fh or die "$path: $!";
+}
+
+# names_in($dir): the names in a directory but . and .., sorted
+sub names_in {
+    my ($d) = @_;
+    opendir(my $dh, $d) or return ();
+    return sort grep { !/^\.\.?$/ } readdir $dh;
 }
 
 # ffmpeg($out, @args): ffmpeg -y @args $out, quietly; dies when it fails
@@ -242,7 +250,10 @@ sub wait_until {
 # --------------------------------------------------------------- the stack
 
 # MediaTest->start(workers => N, extra_server => '...', extra_http => '...',
-#                  env => { MEDIA_X => ... }, log_level => 'info')
+#                  env => { MEDIA_X => ... }, log_level => 'info',
+#                  preload => [ 'build/t/x.so' ])
+# preload: libraries nginx (only) gets in LD_PRELOAD, after the sanitizer
+# runtime of MEDIA_NGINX_PRELOAD when that is set (the ASan module)
 sub start {
     my ($class, %opt) = @_;
     my $self = bless { opt => \%opt, var => tempdir('stack') }, $class;
@@ -263,6 +274,9 @@ sub _env {
         MEDIA_LOG_LEVEL          => $o->{log_level} // 'warn',
         MEDIA_NGINX_EXTRA_SERVER => $o->{extra_server} // '',
         MEDIA_NGINX_EXTRA_HTTP   => $o->{extra_http} // '',
+        MEDIA_NGINX_PRELOAD      => join(':', grep { $_ }
+                                         $ENV{MEDIA_NGINX_PRELOAD},
+                                         @{ $o->{preload} || [] }),
         %{ $o->{env} || {} },
     );
 }
@@ -331,10 +345,12 @@ sub log_path      { my ($self, $name) = @_; "$self->{var}/log/$name" }
 
 # the nginx the stack runs, as a shell command prefix for `nginx -t` in
 # tests: with MEDIA_NGINX_PRELOAD (the ASan module) the sanitizer runtime is
-# preloaded, as media-stack does, and its reports land in log/asan.<pid>
+# preloaded (and the stack's preload libraries), as media-stack does, and
+# its reports land in log/asan.<pid>
 sub nginx_cmd {
     my ($self) = @_;
-    my $pre = $ENV{MEDIA_NGINX_PRELOAD} or return '/usr/sbin/nginx';
+    my %env = $self->_env;
+    my $pre = $env{MEDIA_NGINX_PRELOAD} or return '/usr/sbin/nginx';
     return "env LD_PRELOAD='$pre'"
          . " ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$self->{var}/log/asan"
          . " UBSAN_OPTIONS=print_stacktrace=1:log_path=$self->{var}/log/asan"
@@ -439,6 +455,49 @@ sub asan_reports {
         push @r, map { "$n: $_" } split /\n/, slurp($f) // '';
     }
     return @r;
+}
+
+# upload_rows_in($dir): how many input_content rows refer to a file in $dir
+sub upload_rows_in {
+    my ($self, $d) = @_;
+    return ($self->psql("SELECT count(*) FROM input_content"
+                        . " WHERE path LIKE '$d/%'"))[0][0];
+}
+
+# is_stored($r, $dir, $bytes, $what): $r (an upload's answer) is a 200 with
+# the sha256 of $bytes, $dir holds one file, with those bytes, and one row
+sub is_stored {
+    my ($self, $r, $d, $bytes, $what) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $sha = Digest::SHA::sha256_hex($bytes);
+    Test::More::is($r->{status}, 200, "$what: 200")
+        or Test::More::diag($r->{body});
+    Test::More::is($r->{json} && $r->{json}{sha256}, $sha, "$what: sha256");
+    my @f = names_in($d);
+    Test::More::is(scalar @f, 1, "$what: one file in the directory");
+    Test::More::is(Digest::SHA::sha256_hex(@f ? slurp("$d/$f[0]") // '' : ''),
+                   $sha, "$what: holding the bytes");
+    Test::More::is($self->upload_rows_in($d), 1, "$what: and its row");
+}
+
+# nginx_fds_in($dir): the descriptors (/proc/<pid>/fd/<n>) this stack's
+# nginx (master and workers) holds on files in $dir, unnamed ones included
+# (their links read "$dir/#123 (deleted)")
+sub nginx_fds_in {
+    my ($self, $d) = @_;
+    my $master = $self->_pid_of('nginx') // 0;
+    my @hits;
+    for my $st (glob '/proc/[0-9]*/stat') {
+        my $l = slurp($st) // next;
+        next unless $l =~ /^(\d+) \(.*\) \S+ (\d+)/;
+        next unless $1 == $master || $2 == $master;
+        my $pid = $1;
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $t = readlink($fd) // next;
+            push @hits, $fd if index($t, "$d/") == 0;
+        }
+    }
+    return @hits;
 }
 
 sub _pid_of {
