@@ -613,8 +613,9 @@ sub _cleanup {
     return $reports;
 }
 
-# a test killed by prove (or Ctrl-C) still stops its stacks
-for my $sig (qw(INT TERM HUP)) {
+# a test killed by prove (or Ctrl-C), or whose output pipe closed (prove
+# ... | head), still stops its stacks
+for my $sig (qw(INT TERM HUP PIPE)) {
     $SIG{$sig} = sub { _log("MediaTest: SIG$sig, stopping"); exit 1 }
         if !defined $SIG{$sig} || $SIG{$sig} eq '' || $SIG{$sig} eq 'DEFAULT';
 }
