@@ -131,10 +131,12 @@ static ngx_conf_enum_t  ngx_http_media_protect_modes[] = {
 /* id: NGX_HTTP_MEDIA_PKG_NOTHING, _ID or _ID_SIGNED */
 
 static ngx_http_media_pkg_route_t  ngx_http_media_pkg_routes[] = {
-    R("/input_content/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_INPUT, NGX_HTTP_GET, "GET"),
-    R("/packaged_content", NGX_HTTP_MEDIA_PKG_NOTHING, NGX_HTTP_MEDIA_PKG_CREATE, NGX_HTTP_POST,
-      "POST"),
-    R("/packaged_content/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_GET, NGX_HTTP_GET, "GET"),
+    R("/input_content/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_INPUT,
+      NGX_HTTP_GET, "GET"),
+    R("/packaged_content", NGX_HTTP_MEDIA_PKG_NOTHING,
+      NGX_HTTP_MEDIA_PKG_CREATE, NGX_HTTP_POST, "POST"),
+    R("/packaged_content/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_GET,
+      NGX_HTTP_GET, "GET"),
     R("/license/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_LICENSE,
       NGX_HTTP_GET|NGX_HTTP_POST|NGX_HTTP_OPTIONS, "GET, POST, OPTIONS"),
     R("/packaged/", NGX_HTTP_MEDIA_PKG_ID_SIGNED, NGX_HTTP_MEDIA_PKG_LICENSE,
