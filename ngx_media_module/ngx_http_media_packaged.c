@@ -10,10 +10,14 @@
  *     GET  /license/{id}             the key itself (16 bytes): the HLS
  *                                    KEYFORMAT="identity" key URI
  *
+ *     POST, GET /packaged/{id}/s/{exp}.{kid}.{sig}/license
+ *                                    the same, signed in the path
+ *
  * media_protect (access phase): /packaged/{id}/... and /player/{id} need a
- * Bearer token or a signature over the prefix "/packaged/{id}/" (the
- * exp/kid/sig query arguments); nginx's static module then serves the
- * files (alias, sendfile, Range).
+ * Bearer token or a signature over the prefix "/packaged/{id}/": the
+ * exp/kid/sig query arguments, or "s/{exp}.{kid}.{sig}/" right after the
+ * prefix in the path (what relative URLs of the MPD and playlists keep);
+ * nginx's static module then serves the files (alias, sendfile, Range).
  *
  * Database work and ffprobe (lib/probe) run as pool-thread jobs. A new
  * upload or packaging job rings the packager's doorbell
@@ -31,6 +35,11 @@
 #define NGX_HTTP_MEDIA_PROBE_TIMEOUT   30000       /* ms */
 #define NGX_HTTP_MEDIA_LADDER_MAX      16
 #define NGX_HTTP_MEDIA_TOKEN_SLOTS     1024
+
+/* what follows a route's prefix */
+#define NGX_HTTP_MEDIA_PKG_NOTHING     0
+#define NGX_HTTP_MEDIA_PKG_ID          1       /* {id} */
+#define NGX_HTTP_MEDIA_PKG_ID_SIGNED   2       /* {id}/s/{e.k.s}/license */
 
 #ifndef NGX_HTTP_UNPROCESSABLE_ENTITY
 #define NGX_HTTP_UNPROCESSABLE_ENTITY  422
@@ -119,13 +128,18 @@ static ngx_conf_enum_t  ngx_http_media_protect_modes[] = {
 
 
 #define R(p, id, route, m, allow)  { p, sizeof(p) - 1, id, route, m, allow }
+/* id: NGX_HTTP_MEDIA_PKG_NOTHING, _ID or _ID_SIGNED */
 
 static ngx_http_media_pkg_route_t  ngx_http_media_pkg_routes[] = {
-    R("/input_content/", 1, NGX_HTTP_MEDIA_PKG_INPUT, NGX_HTTP_GET, "GET"),
-    R("/packaged_content", 0, NGX_HTTP_MEDIA_PKG_CREATE, NGX_HTTP_POST,
-      "POST"),
-    R("/packaged_content/", 1, NGX_HTTP_MEDIA_PKG_GET, NGX_HTTP_GET, "GET"),
-    R("/license/", 1, NGX_HTTP_MEDIA_PKG_LICENSE,
+    R("/input_content/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_INPUT,
+      NGX_HTTP_GET, "GET"),
+    R("/packaged_content", NGX_HTTP_MEDIA_PKG_NOTHING,
+      NGX_HTTP_MEDIA_PKG_CREATE, NGX_HTTP_POST, "POST"),
+    R("/packaged_content/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_GET,
+      NGX_HTTP_GET, "GET"),
+    R("/license/", NGX_HTTP_MEDIA_PKG_ID, NGX_HTTP_MEDIA_PKG_LICENSE,
+      NGX_HTTP_GET|NGX_HTTP_POST|NGX_HTTP_OPTIONS, "GET, POST, OPTIONS"),
+    R("/packaged/", NGX_HTTP_MEDIA_PKG_ID_SIGNED, NGX_HTTP_MEDIA_PKG_LICENSE,
       NGX_HTTP_GET|NGX_HTTP_POST|NGX_HTTP_OPTIONS, "GET, POST, OPTIONS"),
 };
 
@@ -345,28 +359,93 @@ ngx_http_media_pkg_preflight(ngx_http_request_t *r)
 
 
 /*
- * The signature half of "a bearer token or a signature over the prefix":
- * exp/kid/sig of the request checked against prefix. NGX_OK when it
- * verifies, NGX_DECLINED without a sig argument, NGX_DONE when refused
- * (the 403 is sent and the request finalized).
+ * A signature in the path: "s/{exp}.{kid}.{sig}/" at p (the URI right
+ * after the signed prefix). NGX_OK with *value = "{exp}.{kid}.{sig}" (not
+ * yet checked) and *after past its slash; NGX_DECLINED when the URI goes on
+ * otherwise. A "." separates the three, as none of them can hold one: exp
+ * is digits, kid and sig are base64url.
  */
 static ngx_int_t
-ngx_http_media_pkg_signed(ngx_http_request_t *r, ngx_str_t *prefix)
+ngx_http_media_pkg_path_sig(u_char *p, u_char *end, ngx_str_t *value,
+    u_char **after)
+{
+    u_char  *slash;
+
+    if (end - p < 3 || p[0] != 's' || p[1] != '/') {
+        return NGX_DECLINED;
+    }
+
+    p += 2;
+
+    slash = ngx_strlchr(p, end, '/');
+    if (slash == NULL || slash == p) {
+        return NGX_DECLINED;
+    }
+
+    value->data = p;
+    value->len = slash - p;
+    *after = slash + 1;
+
+    return NGX_OK;
+}
+
+
+/* splits "{exp}.{kid}.{sig}"; a missing part stays empty (then refused) */
+static void
+ngx_http_media_pkg_path_split(ngx_str_t *value, ngx_str_t *exp,
+    ngx_str_t *kid, ngx_str_t *sig)
+{
+    u_char      *p, *end, *dot;
+    ngx_str_t   *part[3];
+    ngx_uint_t   i;
+
+    part[0] = exp;
+    part[1] = kid;
+    part[2] = sig;
+
+    p = value->data;
+    end = p + value->len;
+
+    for (i = 0; i < 3; i++) {
+        dot = (i < 2) ? ngx_strlchr(p, end, '.') : NULL;
+
+        part[i]->data = p;
+        part[i]->len = (dot ? dot : end) - p;
+
+        p = dot ? dot + 1 : end;
+    }
+}
+
+
+/*
+ * The signature half of "a bearer token or a signature over the prefix":
+ * path_sig ("{exp}.{kid}.{sig}" from the path, or NULL) or else the
+ * exp/kid/sig arguments of the request, checked against prefix. NGX_OK
+ * when it verifies, NGX_DECLINED without a signature, NGX_DONE when
+ * refused (the 403 is sent and the request finalized).
+ */
+static ngx_int_t
+ngx_http_media_pkg_signed(ngx_http_request_t *r, ngx_str_t *prefix,
+    ngx_str_t *path_sig)
 {
     mm_status_t                  st;
     ngx_str_t                    exp, kid, sig;
     ngx_http_media_main_conf_t  *mcf;
 
-    if (ngx_http_arg(r, (u_char *) "sig", 3, &sig) != NGX_OK) {
+    if (path_sig != NULL) {
+        ngx_http_media_pkg_path_split(path_sig, &exp, &kid, &sig);
+
+    } else if (ngx_http_arg(r, (u_char *) "sig", 3, &sig) != NGX_OK) {
         return NGX_DECLINED;
-    }
 
-    if (ngx_http_arg(r, (u_char *) "exp", 3, &exp) != NGX_OK) {
-        ngx_str_null(&exp);
-    }
+    } else {
+        if (ngx_http_arg(r, (u_char *) "exp", 3, &exp) != NGX_OK) {
+            ngx_str_null(&exp);
+        }
 
-    if (ngx_http_arg(r, (u_char *) "kid", 3, &kid) != NGX_OK) {
-        ngx_str_null(&kid);
+        if (ngx_http_arg(r, (u_char *) "kid", 3, &kid) != NGX_OK) {
+            ngx_str_null(&kid);
+        }
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_media_module);
@@ -463,8 +542,8 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
     u_char                      *p, *end, *after;
     int64_t                      id;
     ngx_int_t                    rc;
-    ngx_str_t                    prefix;
-    ngx_uint_t                   i, found;
+    ngx_str_t                    prefix, path_sig;
+    ngx_uint_t                   i, found, has_path_sig;
     const char                  *allow;
     ngx_http_media_pkg_t        *pk;
     ngx_http_media_job_t        *job;
@@ -481,6 +560,7 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
     /* route */
 
     found = 0;
+    has_path_sig = 0;
     allow = NULL;
     end = r->uri.data + r->uri.len;
 
@@ -497,7 +577,22 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
 
         p = r->uri.data + rt->prefix_len;
 
-        if (rt->with_id) {
+        if (rt->with_id == NGX_HTTP_MEDIA_PKG_ID_SIGNED) {
+            id = ngx_http_media_pkg_id(p, end, &after);
+
+            if (id <= 0 || after == end || *after != '/'
+                || ngx_http_media_pkg_path_sig(after + 1, end, &path_sig,
+                                               &after)
+                   != NGX_OK
+                || end - after != sizeof("license") - 1
+                || ngx_strncmp(after, "license", sizeof("license") - 1) != 0)
+            {
+                continue;
+            }
+
+            has_path_sig = 1;
+
+        } else if (rt->with_id) {
             id = ngx_http_media_pkg_id(p, end, &after);
             if (id <= 0 || after != end) {
                 continue;
@@ -562,7 +657,8 @@ ngx_http_media_pkg_body(ngx_http_request_t *r)
         prefix.data = buf;
         prefix.len = ngx_sprintf(buf, "/packaged/%L/", pk->id) - buf;
 
-        rc = ngx_http_media_pkg_signed(r, &prefix);
+        rc = ngx_http_media_pkg_signed(r, &prefix,
+                                       has_path_sig ? &path_sig : NULL);
 
         if (rc == NGX_DONE) {
             return;
@@ -959,6 +1055,8 @@ ngx_http_media_pkg_get(ngx_http_media_job_t *job)
 
     char            idbuf[32], prefix[64], sig[MM_SIGN_SIG_LEN + 1];
     char            args[MM_SIGN_KID_MAX + MM_SIGN_SIG_LEN + 64];
+    char            spath[sizeof(prefix) + MM_SIGN_KID_MAX + MM_SIGN_SIG_LEN
+                          + 32];
     char            key[MM_CLEARKEY_B64_LEN + 1], kid[MM_CLEARKEY_B64_LEN + 1];
     size_t          len;
     int64_t         exp;
@@ -1043,8 +1141,11 @@ ngx_http_media_pkg_get(ngx_http_media_job_t *job)
         return;
     }
 
+    /* the query form (the player page) and the path form (the rest) */
     snprintf(args, sizeof(args), "exp=%lld&kid=%s&sig=%s", (long long) exp,
              sk->kid, sig);
+    snprintf(spath, sizeof(spath), "%ss/%lld.%s.%s/", prefix,
+             (long long) exp, sk->kid, sig);
 
     mm_clearkey_b64url(k[0], key);
     mm_clearkey_b64url(k[1], kid);
@@ -1052,15 +1153,15 @@ ngx_http_media_pkg_get(ngx_http_media_job_t *job)
     job->status = NGX_HTTP_OK;
     mm_buf_printf(&job->out,
                   "{\"packaged_content_id\":%s,\"status\":\"done\","
-                  "\"url\":\"%s%sstream.mpd?%s\","
-                  "\"hls_url\":\"%s%smaster.m3u8?%s\","
+                  "\"url\":\"%s%sstream.mpd\","
+                  "\"hls_url\":\"%s%smaster.m3u8\","
                   "\"player_url\":\"%s/player/%s?%s\","
-                  "\"license_url\":\"%s/license/%s?%s\","
+                  "\"license_url\":\"%s%slicense\","
                   "\"key\":\"%s\",\"kid\":\"%s\","
                   "\"key_hex\":\"%s\",\"kid_hex\":\"%s\","
                   "\"expires\":%lld}\n",
-                  idbuf, pk->base, prefix, args, pk->base, prefix, args,
-                  pk->base, idbuf, args, pk->base, idbuf, args, key, kid,
+                  idbuf, pk->base, spath, pk->base, spath,
+                  pk->base, idbuf, args, pk->base, spath, key, kid,
                   PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5),
                   (long long) exp);
 
@@ -1254,9 +1355,10 @@ ngx_http_media_protect_fail(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_media_protect_access(ngx_http_request_t *r)
 {
+    u_char                        *end, *after;
     time_t                         now;
     ngx_int_t                      rc;
-    ngx_str_t                      prefix;
+    ngx_str_t                      prefix, path_sig, *psig;
     ngx_pool_cleanup_t            *cln;
     ngx_http_media_job_t          *job;
     ngx_http_media_loc_conf_t     *lcf;
@@ -1336,6 +1438,20 @@ ngx_http_media_protect_access(ngx_http_request_t *r)
                                            "not_found", "no such content");
     }
 
+    /* "s/{exp}.{kid}.{sig}/" right after the prefix: a path signature */
+
+    psig = NULL;
+    end = r->uri.data + r->uri.len;
+
+    if (r->uri.len > prefix.len
+        && ngx_strncmp(r->uri.data, prefix.data, prefix.len) == 0
+        && ngx_http_media_pkg_path_sig(r->uri.data + prefix.len, end,
+                                       &path_sig, &after)
+           == NGX_OK)
+    {
+        psig = &path_sig;
+    }
+
     /* a bearer token */
 
     rc = ngx_http_media_token(r, (char *) ctx->token_hash);
@@ -1391,7 +1507,7 @@ ngx_http_media_protect_access(ngx_http_request_t *r)
         /* decided unless there is no signature (a refusal frees ctx) */
         ctx->state = NGX_HTTP_MEDIA_PROTECT_PASSED;
 
-        rc = ngx_http_media_pkg_signed(r, &prefix);
+        rc = ngx_http_media_pkg_signed(r, &prefix, psig);
 
         if (rc != NGX_DECLINED) {
             return rc;

@@ -593,15 +593,16 @@ system('chmod', '-R', 'a+rX', "$var/packaged");
 $r = $s->req(GET => "/packaged_content/$done", token => $tok);
 is($r->{status}, 200, 'done: 200') or diag $r->{body};
 my $d = $r->{json} // {};
-like($d->{url} // '', qr{^http://127\.0\.0\.1:\d+/packaged/$done/stream\.mpd\?exp=\d+&kid=\w+&sig=[\w-]{43}$},
-     '  url: the signed MPD');
-like($d->{hls_url} // '', qr{/packaged/$done/master\.m3u8\?exp=}, '  hls_url');
-like($d->{player_url} // '', qr{/player/$done\?exp=}, '  player_url');
+like($d->{url} // '', qr{^http://127\.0\.0\.1:\d+/packaged/$done/s/\d+\.\w+\.[\w-]{43}/stream\.mpd$},
+     '  url: the MPD, signed in the path');
+like($d->{hls_url} // '', qr{/packaged/$done/s/[^/]+/master\.m3u8$}, '  hls_url');
+like($d->{player_url} // '', qr{/player/$done\?exp=\d+&kid=\w+&sig=[\w-]{43}$},
+     '  player_url: the query form');
 is($d->{key}, $KEY64, '  key in base64url');
 is($d->{kid}, b64url(pack 'H*', $KID), '  kid in base64url');
 is($d->{key_hex}, $KEY, '  key_hex');
 is($r->{headers}{'cache-control'}, 'no-store', '  Cache-Control: no-store');
-my ($q) = ($d->{url} // '') =~ /\?(.*)$/;
+my ($q) = ($d->{player_url} // '') =~ /\?(.*)$/;
 my $exp = $q =~ /exp=(\d+)/ ? $1 : 0;
 ok($exp > time && $exp <= time + 3600 + 5, '  expires within the max TTL');
 
@@ -779,12 +780,13 @@ SKIP: {
         $got->{status} != 202 }, 60);
     is($got->{status}, 200, "packaged_content $pc: done") or diag $got->{body};
     my $u = $got->{json}{url} // '';
-    ($q) = $u =~ /\?(.*)$/;
+    ($q) = ($got->{json}{player_url} // '') =~ /\?(.*)$/;
     $r = $s->req(GET => $u);
     is($r->{status}, 200, '  GET url: 200');
     is($r->{headers}{'content-type'}, 'application/dash+xml', '  an MPD');
     like($r->{body}, qr/value="cbcs"/, '  cbcs signalled');
-    like($r->{body}, qr{\Q/license/$pc\E}, '  the license URL');
+    like($r->{body}, qr{>/packaged/$pc/s/[^/]+/license<},
+         '  the license URL, signed in the path');
     $r = $s->req(GET => "/packaged/$pc/video/init.mp4?$q");
     ok($r->{status} == 200 && $r->{body} =~ /encv/, '  video/init.mp4 has encv');
     $r = $s->req(GET => $got->{json}{hls_url} // '');

@@ -248,8 +248,8 @@ is($r->{status}, 200, sprintf("packaged_content %d done in %.1f s", $m,
                               time - $t0)) or diag $r->{body};
 ok($seen_running, '202 running while packaging');
 ok($mid > 0, "progress in between: $mid");
-like($r->{json}{url} // '', qr{/packaged/$m/stream\.mpd\?}, 'url: the MPD');
-like($r->{json}{hls_url} // '', qr{/packaged/$m/master\.m3u8\?},
+like($r->{json}{url} // '', qr{/packaged/$m/s/[^/]+/stream\.mpd$}, 'url: the MPD');
+like($r->{json}{hls_url} // '', qr{/packaged/$m/s/[^/]+/master\.m3u8$},
      'hls_url: the master playlist');
 
 my $out = "$var/packaged/$m";
@@ -380,7 +380,7 @@ ok(@$wrong && $same < @$wrong / 4,
 
 # --- served by nginx
 
-my $sig = ($r->{json}{url} =~ /\?(.*)$/)[0];
+my $sig = ($r->{json}{player_url} =~ /\?(.*)$/)[0];
 my $g = $s->req(GET => "/packaged/$m/stream.mpd?$sig");
 is($g->{status}, 200, 'nginx serves the MPD with the signature');
 is($g->{body}, $mpd, '... the same bytes');

@@ -346,6 +346,20 @@ sub check_plays {
     return $r;
 }
 
+# every request of a path-signed play is under the signed prefix, with no
+# query string, and the licence (POST for DASH, the key GET for HLS) is the
+# one under that prefix
+sub check_path_signed {
+    my ($name, $r, $m, $ps, $method) = @_;
+    my @req = @{ $r->{requests} || [] };
+    ok(@req >= 4 && !grep({ !m{^(GET|POST) /packaged/$m/s/\Q$ps\E/[^?]+$} }
+                          @req),
+       "$name: every request under /packaged/$m/s/<signature>/, no query")
+        or diag(join("\n", @req));
+    ok((grep { $_ eq "$method /packaged/$m/s/$ps/license" } @req),
+       "$name: the licence ($method) at the URL the manifest names");
+}
+
 # With video_only the browser drops the audio from the MPD, so that the
 # video decoder, not only the audio one, must notice the wrong key.
 sub check_wrong_key {
@@ -472,8 +486,8 @@ subtest 'uploaded, packaged and played through the stack' => sub {
     is($mpd->{status}, 200, 'the signed MPD URL answers');
     like($mpd->{body}, qr/urn:mpeg:dash:mp4protection:2011"\s+value="cbcs"/,
          'MPD signals cbcs');
-    like($s->req(GET => $j->{url} =~ s/\?.*//r)->{status}, qr/^40[134]$/,
-         'the MPD without the signature is refused')
+    like($s->req(GET => $j->{url} =~ s{/s/[^/]+/}{/}r)->{status},
+         qr/^40[134]$/, 'the MPD without the signature is refused')
         if $j->{url};
 
     check_plays('end to end', $player, "$MediaTest::TMP/playback-e2e.png",
@@ -485,11 +499,22 @@ subtest 'uploaded, packaged and played through the stack' => sub {
                     video_only => 1);
     is_deeply([$s->error_log_clean], [], 'no [alert]/[crit]/[emerg]');
 
-    # ------------------------------------------------------------ 3. HLS
+    # url as it is: the page with &signed=path gives shaka the path-signed
+    # MPD with no request filter and no licence server of its own; the
+    # segments' relative URLs and the licence URL the MPD names carry the
+    # signature
+    my ($ps) = ($j->{url} // '') =~ m{/packaged/$m/s/([^/]+)/stream\.mpd$};
+    $ps //= '';
+    my $pr = check_plays('path-signed DASH', "$player&signed=path",
+                         "$MediaTest::TMP/playback-path.png", [640, 360]);
+    check_path_signed('path-signed DASH', $pr, $m, $ps, 'POST');
 
     my $hls = $j->{hls_url} // '';
-    my ($hls_path, $sig) = $hls =~ m{^https?://[^/]+(/[^?]*)\?(.*)$};
-    is($hls_path, "/packaged/$m/master.m3u8", "hls_url $hls");
+    like($hls, qr{^https?://[^/]+/packaged/$m/s/[^/]+/master\.m3u8$},
+         "hls_url $hls");
+    # the page plays the query form of the same signature
+    my $hls_path = "/packaged/$m/master.m3u8";
+    my ($sig) = $player =~ /\?(.*)$/;
     $sig //= '';
     my $media = $s->req(GET => "/packaged/$m/video.m3u8?$sig")->{body};
     like($media, qr{^#EXT-X-KEY:METHOD=SAMPLE-AES,URI="(/license/$m)",KEYFORMAT="identity",KEYFORMATVERSIONS="1"$}m,
@@ -531,6 +556,10 @@ subtest 'uploaded, packaged and played through the stack' => sub {
        && !grep({ $_->{method} ne 'GET' || $_->{status} != 200 } @lic),
        "HLS: the identity key GET from /license/$m, no licence POST "
        . "($st->{keys} key requests)") or diag($JSON->encode(\@lic));
+
+    $pr = check_plays('path-signed HLS', "$player&signed=path&format=hls",
+                      "$MediaTest::TMP/playback-path-hls.png", [640, 360]);
+    check_path_signed('path-signed HLS', $pr, $m, $ps, 'GET');
 
     $r = check_wrong_key('HLS', $hp,
                          "$MediaTest::TMP/playback-hls-video-wrongkey.png",

@@ -8,6 +8,12 @@
  * (manifest, segments, licence), so a signed player URL is all it needs.
  * <html data-manifest=".." data-license=".."> override the two URLs.
  *
+ * With &signed=path it plays the path-signed URLs instead,
+ * <origin>/packaged/<M>/s/<exp>.<kid>.<sig>/stream.mpd (or master.m3u8), as
+ * any player would: no request filter and no licence server of its own,
+ * the relative URLs of the MPD and playlists and the licence URL they name
+ * carry the signature (docs/packaging.md "URLs").
+ *
  * With &format=hls it plays <origin>/packaged/<M>/master.m3u8 instead (HLS
  * over the same segments; <html data-hls-manifest=".."> overrides it). The
  * key then comes from the playlists' EXT-X-KEY KEYFORMAT="identity": shaka
@@ -94,9 +100,14 @@
     var id = m ? decodeURIComponent(m[1]) : null;
     var ds = document.documentElement.dataset;
     var hls = query.get('format') === 'hls';
+    var pathSigned = query.get('signed') === 'path';
+    var prefix = id && location.origin + '/packaged/' + encodeURIComponent(id)
+        + (pathSigned ? '/s/' + encodeURIComponent(query.get('exp') + '.'
+                                                   + query.get('kid') + '.'
+                                                   + query.get('sig'))
+                      : '');
     var manifestUrl = (hls ? ds.hlsManifest : ds.manifest)
-        || (id && location.origin + '/packaged/' + encodeURIComponent(id)
-                  + (hls ? '/master.m3u8' : '/stream.mpd'));
+        || (prefix && prefix + (hls ? '/master.m3u8' : '/stream.mpd'));
     var licenseUrl = ds.license
         || (id && location.origin + '/license/' + encodeURIComponent(id));
 
@@ -166,14 +177,19 @@
 
         /* DASH asks this licence server; for HLS shaka builds the ClearKey
            licence itself from the "identity" key and does not use it */
-        player.configure({
-            drm: { servers: { 'org.w3.clearkey': licenseUrl } }
-        });
+        if (!pathSigned) {
+            player.configure({
+                drm: { servers: { 'org.w3.clearkey': licenseUrl } }
+            });
+        }
 
+        /* counts requests; signs them unless the URLs are path-signed */
         var RT = shaka.net.NetworkingEngine.RequestType;
         player.getNetworkingEngine().registerRequestFilter(
             function (type, request) {
-                request.uris = request.uris.map(signed);
+                if (!pathSigned) {
+                    request.uris = request.uris.map(signed);
+                }
                 if (type === RT.LICENSE) {
                     state.licenses++;
                 } else if (type === RT.KEY) {

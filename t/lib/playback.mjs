@@ -7,8 +7,8 @@
 //
 // It polls window.playerState (web/player.js) and the <video> element until
 // currentTime >= --min-time, or the page reports an error, or --timeout
-// seconds pass. With --wrong-key every licence request (URL path containing
-// /license/) is answered by the browser itself (page.route) with that key:
+// seconds pass. With --wrong-key every licence request (/license/<M>, or
+// /packaged/<M>/s/<signature>/license) is answered by the browser itself (page.route) with that key:
 // a POST (W3C ClearKey licence, DASH) for the key ids asked for, a GET (the
 // HLS KEYFORMAT="identity" key URI) as the 16 raw bytes; so the content is
 // "decrypted" with the wrong key. With --video-only the browser drops the
@@ -20,7 +20,8 @@
 //
 // Output: {"ok":bool, "reason":"...", "time":s, "state":{...},
 //          "video":{...}, "license":[{method,status,url,kids}],
-//          "manifests":[{status,path}], "failed":[...], "console":[...],
+//          "manifests":[{status,path}], "requests":["METHOD path?query"]
+//          (of /packaged/ and /license/), "failed":[...], "console":[...],
 //          "frame":{mean,stddev,motion}, "audioRemoved":bool}
 // Exit status: 0 when the result was printed (the caller judges it), 2 when
 // the browser could not be driven at all.
@@ -56,6 +57,9 @@ const b64url = (buf) => Buffer.from(buf).toString('base64')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// a licence URL: /license/<M> or, signed in the path, /packaged/<M>/s/../license
+const isLicense = (u) => /\/license(\/|$)/.test(u.pathname);
+
 // luma (160x90) of a screenshot of the page's <video> element
 async function frameLuma(page) {
     const el = await page.$('video');
@@ -84,7 +88,7 @@ async function frameLuma(page) {
 async function main() {
     const o = args(process.argv);
     const out = { ok: false, reason: '', time: 0, state: null, video: null,
-                  license: [], manifests: [], failed: [], console: [],
+                  license: [], manifests: [], requests: [], failed: [], console: [],
                   frame: null };
     const browser = await chromium.launch({
         executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -107,16 +111,18 @@ async function main() {
         page.on('response', (r) => {
             const u = new URL(r.url());
             if (r.status() >= 400) out.failed.push(`${r.request().method()} ${r.url()}: ${r.status()}`);
-            if (u.pathname.includes('/license/') && !o.wrongKey)
+            if (isLicense(u) && !o.wrongKey)
                 out.license.push({ method: r.request().method(),
                                    status: r.status(), url: r.url() });
             if (/\.(mpd|m3u8)$/.test(u.pathname))
                 out.manifests.push({ status: r.status(), path: u.pathname });
+            if (/^\/(packaged|license)\//.test(u.pathname) && out.requests.length < 500)
+                out.requests.push(`${r.request().method()} ${u.pathname}${u.search}`);
         });
 
         if (o.wrongKey) {
             const k = b64url(Buffer.from(o.wrongKey, 'hex'));
-            await page.route((u) => u.pathname.includes('/license/'), async (route) => {
+            await page.route(isLicense, async (route) => {
                 const method = route.request().method();
                 if (method === 'GET') {
                     out.license.push({ method, status: 200, url: route.request().url(),
