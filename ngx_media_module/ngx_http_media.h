@@ -67,12 +67,18 @@ typedef struct {
 } ngx_http_media_metrics_t;
 
 
-/* a daemon's doorbell (ngx_http_media_bell.c) */
+/* a CURVE client's keys: its own pair and the daemon's public key */
 typedef struct {
-    ngx_str_t                   endpoint;       /* empty: none */
     char                        public_key[MM_CURVE_KEY_LEN + 1];
     char                        secret_key[MM_CURVE_KEY_LEN + 1];
     char                        server_key[MM_CURVE_KEY_LEN + 1];
+} ngx_http_media_curve_t;
+
+
+/* a daemon's doorbell (ngx_http_media_bell.c) */
+typedef struct {
+    ngx_str_t                   endpoint;       /* empty: none */
+    ngx_http_media_curve_t      curve;
 } ngx_http_media_bell_t;
 
 
@@ -87,9 +93,7 @@ typedef struct {
     ngx_str_t                   analytics_endpoint;
     ngx_uint_t                  analytics_buffer;
     ngx_msec_t                  analytics_resend;
-    char                        curve_public[MM_CURVE_KEY_LEN + 1];
-    char                        curve_secret[MM_CURVE_KEY_LEN + 1];
-    char                        curve_server[MM_CURVE_KEY_LEN + 1];
+    ngx_http_media_curve_t      curve;              /* to analytics */
     ngx_flag_t                  curve_set;
     ngx_array_t                *health_daemons;     /* of ngx_str_t */
     ngx_shm_zone_t             *shm_zone;
@@ -170,6 +174,10 @@ extern ngx_module_t  ngx_http_media_module;
 
 
 /* ngx_http_media_bell.c */
+char *ngx_http_media_curve_load(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *ours, ngx_str_t *theirs, ngx_http_media_curve_t *curve);
+void *ngx_http_media_curve_socket(void *zctx, int type, int hwm,
+    ngx_http_media_curve_t *curve);
 char *ngx_http_media_bell_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_media_bell_ring(ngx_http_media_bell_t *bell, const char *what);

@@ -10,6 +10,9 @@
  * never block, and a lost ring only delays the start until the daemon's
  * next poll. Every socket is closed and the context ended when the worker
  * exits (ngx_http_media_bell_exit_process()).
+ *
+ * Also the CURVE client keys and sockets a doorbell and the analytics
+ * events (ngx_http_media_events.c) share.
  */
 
 #include "ngx_http_media.h"
@@ -40,11 +43,77 @@ static void            **ngx_http_media_bell_all;
 static ngx_uint_t        ngx_http_media_bell_nall;
 
 
+/*
+ * Loads our key pair from the file ours and the daemon's public key from
+ * theirs (both made full names first) for the directive cmd.
+ */
+char *
+ngx_http_media_curve_load(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *ours,
+    ngx_str_t *theirs, ngx_http_media_curve_t *curve)
+{
+    char  err[512];
+
+    if (ngx_conf_full_name(cf->cycle, ours, 1) != NGX_OK
+        || ngx_conf_full_name(cf->cycle, theirs, 1) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mm_curvekey_load((char *) ours->data, curve->public_key,
+                         curve->secret_key, err, sizeof(err))
+        != MM_OK
+        || mm_curvekey_load((char *) theirs->data, curve->server_key,
+                            NULL, err, sizeof(err))
+           != MM_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s", &cmd->name,
+                           err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A ZeroMQ socket of type as a CURVE client with curve's keys: no linger,
+ * hwm messages queued each way; not yet connected. NULL on failure.
+ */
+void *
+ngx_http_media_curve_socket(void *zctx, int type, int hwm,
+    ngx_http_media_curve_t *curve)
+{
+    int    linger = 0;
+    void  *sock;
+
+    sock = zmq_socket(zctx, type);
+    if (sock == NULL) {
+        return NULL;
+    }
+
+    if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(int)) != 0
+        || zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(int)) != 0
+        || zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(int)) != 0
+        || zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, curve->server_key,
+                          MM_CURVE_KEY_LEN) != 0
+        || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, curve->public_key,
+                          MM_CURVE_KEY_LEN) != 0
+        || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, curve->secret_key,
+                          MM_CURVE_KEY_LEN) != 0)
+    {
+        zmq_close(sock);
+        return NULL;
+    }
+
+    return sock;
+}
+
+
 /* the directive: cmd->offset is the bell's place in the main conf */
 char *
 ngx_http_media_bell_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char                   err[512];
+    char                   *rv;
     ngx_str_t             *value;
     ngx_http_media_bell_t  *bell;
 
@@ -65,22 +134,10 @@ ngx_http_media_bell_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_conf_full_name(cf->cycle, &value[2], 1) != NGX_OK
-        || ngx_conf_full_name(cf->cycle, &value[3], 1) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (mm_curvekey_load((char *) value[2].data, bell->public_key,
-                         bell->secret_key, err, sizeof(err))
-        != MM_OK
-        || mm_curvekey_load((char *) value[3].data, bell->server_key,
-                            NULL, err, sizeof(err))
-           != MM_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s", &cmd->name,
-                           err);
-        return NGX_CONF_ERROR;
+    rv = ngx_http_media_curve_load(cf, cmd, &value[2], &value[3],
+                                   &bell->curve);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     bell->endpoint = value[1];
@@ -123,7 +180,6 @@ ngx_http_media_bell_keep(void *sock)
 static void *
 ngx_http_media_bell_sock(ngx_http_media_bell_t *bell)
 {
-    int                          linger, hwm;
     void                        *sock;
     ngx_uint_t                   i;
     ngx_http_media_bell_sock_t  *bs;
@@ -144,23 +200,13 @@ ngx_http_media_bell_sock(ngx_http_media_bell_t *bell)
         return NULL;
     }
 
-    sock = zmq_socket(ngx_http_media_bell_zctx, ZMQ_PUSH);
+    sock = ngx_http_media_curve_socket(ngx_http_media_bell_zctx, ZMQ_PUSH,
+                                       16, &bell->curve);
     if (sock == NULL) {
         return NULL;
     }
 
-    linger = 0;
-    hwm = 16;
-
-    if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(int)) != 0
-        || zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(int)) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, bell->server_key,
-                          MM_CURVE_KEY_LEN) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, bell->public_key,
-                          MM_CURVE_KEY_LEN) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, bell->secret_key,
-                          MM_CURVE_KEY_LEN) != 0
-        || zmq_connect(sock, (char *) bell->endpoint.data) != 0
+    if (zmq_connect(sock, (char *) bell->endpoint.data) != 0
         || ngx_http_media_bell_keep(sock) != NGX_OK)
     {
         zmq_close(sock);

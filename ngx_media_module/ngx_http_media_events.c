@@ -100,24 +100,15 @@ static void *
 ngx_http_media_events_socket(void *zctx, ngx_http_media_main_conf_t *mcf,
     int hwm)
 {
-    int    linger = 0, one = 1;
+    int    one = 1;
     void  *sock;
 
-    sock = zmq_socket(zctx, ZMQ_DEALER);
+    sock = ngx_http_media_curve_socket(zctx, ZMQ_DEALER, hwm, &mcf->curve);
     if (sock == NULL) {
         return NULL;
     }
 
-    if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(int)) != 0
-        || zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(int)) != 0
-        || zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(int)) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, mcf->curve_server,
-                          MM_CURVE_KEY_LEN) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, mcf->curve_public,
-                          MM_CURVE_KEY_LEN) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, mcf->curve_secret,
-                          MM_CURVE_KEY_LEN) != 0
-        || zmq_setsockopt(sock, ZMQ_IPV6, &one, sizeof(int)) != 0
+    if (zmq_setsockopt(sock, ZMQ_IPV6, &one, sizeof(int)) != 0
         || zmq_connect(sock, (char *) mcf->analytics_endpoint.data) != 0)
     {
         zmq_close(sock);

@@ -542,8 +542,8 @@ ngx_http_media_analytics_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_media_main_conf_t  *mcf = conf;
 
+    char       *rv;
     ngx_str_t  *value;
-    char        err[512];
 
     if (mcf->curve_set) {
         return "is duplicate";
@@ -551,22 +551,10 @@ ngx_http_media_analytics_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK
-        || ngx_conf_full_name(cf->cycle, &value[2], 1) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (mm_curvekey_load((char *) value[1].data, mcf->curve_public,
-                         mcf->curve_secret, err, sizeof(err))
-        != MM_OK
-        || mm_curvekey_load((char *) value[2].data, mcf->curve_server, NULL,
-                            err, sizeof(err))
-           != MM_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"media_analytics_keys\": %s", err);
-        return NGX_CONF_ERROR;
+    rv = ngx_http_media_curve_load(cf, cmd, &value[1], &value[2],
+                                   &mcf->curve);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     mcf->curve_set = 1;
