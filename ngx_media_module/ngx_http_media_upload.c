@@ -184,6 +184,8 @@ static ngx_int_t ngx_http_media_upload_open(ngx_http_request_t *r,
     ngx_http_media_upload_ctx_t *ctx, ngx_err_t *err);
 static ngx_uint_t ngx_http_media_upload_io_error(ngx_err_t err,
     const char *what, char *message, size_t size, const char **code);
+static ngx_int_t ngx_http_media_upload_fail_io(ngx_http_request_t *r,
+    ngx_err_t err, const char *what);
 static void ngx_http_media_upload_file_free(ngx_http_media_upload_file_t *f);
 static ngx_int_t ngx_http_media_upload_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -470,13 +472,10 @@ ngx_http_media_upload_auth_done(ngx_http_request_t *r,
     size_t                        blen;
     ngx_int_t                     rc;
     ngx_err_t                     err;
-    ngx_uint_t                    status;
     mm_status_t                   st;
-    const char                   *code;
     ngx_table_elt_t              *ct;
     ngx_http_media_upload_ctx_t  *ctx = job->data;
     char                          boundary[MM_MULTIPART_BOUNDARY_MAX + 1];
-    char                          message[256];
 
     if (job->db_failed) {
         rc = ngx_http_media_upload_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -520,10 +519,8 @@ ngx_http_media_upload_auth_done(ngx_http_request_t *r,
     }
 
     if (ngx_http_media_upload_open(r, ctx, &err) != NGX_OK) {
-        status = ngx_http_media_upload_io_error(err, "cannot create the "
-                                                "upload's file", message,
-                                                sizeof(message), &code);
-        rc = ngx_http_media_upload_fail(r, status, code, message);
+        rc = ngx_http_media_upload_fail_io(r, err, "cannot create the "
+                                           "upload's file");
         goto done;
     }
 
@@ -1610,14 +1607,11 @@ ngx_http_media_upload_store(ngx_http_request_t *r,
 {
     unsigned int                    len;
     ngx_int_t                       rc;
-    ngx_uint_t                      status;
-    const char                     *code;
     ngx_http_media_job_t           *job;
     ngx_http_media_upload_job_t    *uj;
     ngx_http_media_loc_conf_t      *lcf;
     ngx_http_media_upload_file_t   *f;
     u_char                          md[EVP_MAX_MD_SIZE];
-    char                            message[256];
 
     f = ctx->file;
 
@@ -1629,12 +1623,9 @@ ngx_http_media_upload_store(ngx_http_request_t *r,
         }
 
         /* the unnamed file goes with the request (its descriptor) */
-        status = ngx_http_media_upload_io_error(f->write.failed
-                                                ? f->write.err : 0,
-                                                "writing the upload failed",
-                                                message, sizeof(message),
-                                                &code);
-        rc = ngx_http_media_upload_fail(r, status, code, message);
+        rc = ngx_http_media_upload_fail_io(r, f->write.failed ? f->write.err
+                                                              : 0,
+                                           "writing the upload failed");
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -1703,6 +1694,22 @@ ngx_http_media_upload_io_error(ngx_err_t err, const char *what,
     }
 
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* the request's answer to an I/O error (507 or 500): ..._fail()'s */
+static ngx_int_t
+ngx_http_media_upload_fail_io(ngx_http_request_t *r, ngx_err_t err,
+    const char *what)
+{
+    ngx_uint_t   status;
+    const char  *code;
+    char         message[256];
+
+    status = ngx_http_media_upload_io_error(err, what, message,
+                                            sizeof(message), &code);
+
+    return ngx_http_media_upload_fail(r, status, code, message);
 }
 
 
