@@ -1023,18 +1023,42 @@ ngx_http_media_token(ngx_http_request_t *r, char *hash)
 }
 
 
-/* "http://host" or "https://host" of the request, for links; in r->pool */
+/*
+ * "http://host[:port]" or "https://..." of the request, as its Host header
+ * names it: the base of the absolute URLs the API answers and of the
+ * licence URL in a path-signed MPD ($media_base_url); in r->pool. nginx
+ * lets a Host through with '<', '"', '&' and the like, which none of the
+ * JSON, XML or playlists it lands in escapes: a Host other than a name or
+ * address and a port (or none at all) gives "", and the URLs are then
+ * absolute paths.
+ */
 char *
 ngx_http_media_base_url(ngx_http_request_t *r)
 {
-    char       *base;
-    ngx_str_t   host;
+    char        *base;
+    u_char       ch;
+    ngx_str_t    host;
+    ngx_uint_t   i;
 
     if (r->headers_in.host) {
         host = r->headers_in.host->value;
 
     } else {
         host = r->headers_in.server;
+    }
+
+    for (i = 0; i < host.len; i++) {
+        ch = host.data[i];
+
+        if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_' && ch != ':'
+            && ch != '[' && ch != ']')
+        {
+            break;
+        }
+    }
+
+    if (host.len == 0 || i < host.len) {
+        return "";
     }
 
     base = ngx_pnalloc(r->pool, sizeof("https://") + host.len);

@@ -77,6 +77,8 @@ static ngx_int_t ngx_http_media_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_media_request_id(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_media_base_url_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_media_episode_entry_t
@@ -106,6 +108,9 @@ static ngx_http_variable_t  ngx_http_media_vars[] = {
 
     { ngx_string("media_request_id"), NULL, ngx_http_media_request_id, 0,
       0, 0 },
+
+    { ngx_string("media_base_url"), NULL, ngx_http_media_base_url_variable,
+      0, 0, 0 },
 
       ngx_http_null_variable
 };
@@ -203,6 +208,32 @@ ngx_http_media_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->data = s.data;
     v->valid = 1;
     v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $media_base_url: the base of the URLs the API answers (scheme://host of
+ * the request, ngx_http_media_base_url()), for the licence URL that
+ * sub_filter writes into a path-signed MPD; "" for a Host not fit for it.
+ */
+static ngx_int_t
+ngx_http_media_base_url_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    char  *base;
+
+    base = ngx_http_media_base_url(r);
+    if (base == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_strlen(base);
+    v->data = (u_char *) base;
+    v->valid = 1;
+    v->no_cacheable = 0;
     v->not_found = 0;
 
     return NGX_OK;

@@ -8,7 +8,9 @@
 #     form (player_url keeps the query form);
 #   - the MPD, the init and media segments resolved against it (RFC 3986,
 #     by Python's urljoin), a Range of a segment; the licence URL in the
-#     MPD is the signed one; the playlists name the key "license",
+#     MPD is the signed one, a full URL on the request's Host (a Host with
+#     characters unfit for a URL: the absolute path), and answers a
+#     cross-origin POST with the key; the playlists name the key "license",
 #     relatively, and that resolves to the signed licence (GET: the raw
 #     key, POST: the W3C licence, OPTIONS: CORS);
 #   - ffprobe (no request filter) opens url and hls_url;
@@ -99,13 +101,37 @@ is($r->{headers}{'content-type'}, 'application/dash+xml', '  an MPD');
 is($r->{headers}{'access-control-allow-origin'}, '*', '  CORS');
 my $mpd = $r->{body};
 my $lic = "/packaged/$m/s/$ps/license";
-like($mpd, qr{<dashif:laurl>\Q$lic\E</dashif:laurl>},
-     '  dashif:laurl is the licence under the signed prefix');
-like($mpd, qr{<clearkey:Laurl Lic_type="EME-1.0">\Q$lic\E</clearkey:Laurl>},
+my ($laurl) = $mpd =~ m{<dashif:laurl>([^<]*)</dashif:laurl>};
+is($laurl, "$base$lic", '  dashif:laurl is the signed licence, a full URL '
+   . 'on the host the MPD was asked from (= license_url)');
+like($mpd, qr{<clearkey:Laurl Lic_type="EME-1.0">\Q$base$lic\E</clearkey:Laurl>},
      '  clearkey:Laurl too');
 unlike($mpd, qr{/license/$m\b}, '  no unsigned /license/M left');
-(my $back = $mpd) =~ s{\Q$lic\E}{/license/$m}g;
+(my $back = $mpd) =~ s{\Q$base$lic\E}{/license/$m}g;
 is($back, $mpd_file, '  otherwise the bytes the packager wrote');
+
+# the host and port are the request's (Host), as in the API's url (curl:
+# HTTP::Tiny sends the URL's Host)
+sub with_host {
+    my ($h, $u, @more) = @_;
+    return curl("-H 'Host: $h'", @more, "'$u'");
+}
+for my $h ('media.example.com:8443', 'Media.Example', '[::1]:' . $s->port) {
+    my ($l) = with_host($h, $j->{url})->{body}
+              =~ m{<dashif:laurl>([^<]*)</dashif:laurl>};
+    is($l, "http://$h$lic", "  Host: $h -> dashif:laurl http://$h<path>");
+}
+# nginx lets such a Host through; the MPD then keeps the absolute path
+# (and the API's url is a path too), never the Host's characters
+for my $h ('evil"><x>', 'a&b.example', 'a%3cb') {
+    my @l = with_host($h, $j->{url})->{body}
+            =~ m{<(?:dashif|clearkey):[lL]aurl[^>]*>([^<]*)<}g;
+    is_deeply(\@l, [ ($lic) x 4 ], "  Host: $h -> the absolute path");
+    $r = with_host($h, $s->url("/packaged_content/$m"),
+                   "-H 'Authorization: Bearer $admin'");
+    like($r->{json} && $r->{json}{url}, qr{^/packaged/$m/s/[^/]+/stream\.mpd$},
+         '    and the API\'s url is a path too') or diag $r->{body};
+}
 
 my ($init) = $mpd =~ /initialization="(video[^"]*)"/;
 my ($media) = $mpd =~ /media="(video[^"]*)"/;
@@ -132,10 +158,12 @@ is($r->{headers}{'content-range'}, 'bytes 100-599/' . length($seg_file),
 $r = $s->req(HEAD => $seg_url);
 is($r->{status}, 200, 'HEAD: 200');
 
-# the licence under the signed prefix, as the MPD names it
+# the licence under the signed prefix, as the MPD names it, asked by a
+# page of another origin
 my $w3c = '{"kids":["' . b64url(pack 'H*', $KID) . '"],"type":"temporary"}';
-$r = $s->req(POST => "$base$lic", body => $w3c,
-             headers => { 'Content-Type' => 'application/json' });
+$r = $s->req(POST => $laurl // "$base$lic", body => $w3c,
+             headers => { 'Content-Type' => 'application/json',
+                          Origin => 'http://elsewhere.example' });
 is($r->{status}, 200, 'POST the MPD\'s licence URL: 200') or diag $r->{body};
 is($r->{json} && $r->{json}{keys}[0]{k}, b64url(pack 'H*', $KEY),
    '  the W3C ClearKey licence with the key');

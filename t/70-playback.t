@@ -14,6 +14,9 @@
 #  2. end to end: uploads a generated H.264 (High, B-frames) + AAC 48 kHz
 #     clip, packages it with a key, opens player_url from the stack: same
 #     checks. Skipped (saying why) until the module and packager sides exist.
+#     Played again from url alone (&signed=path: no request filter, no
+#     licence server configured), from the stack's page and from a page on
+#     another origin (the licence URL in the MPD is a full one).
 #  3. the same upload as HLS: the key URI of EXT-X-KEY KEYFORMAT="identity"
 #     (GET /license/M, the 16 raw bytes, behind the same signature), then
 #     player_url&format=hls, which loads hls_url's master playlist: plays
@@ -508,6 +511,38 @@ subtest 'uploaded, packaged and played through the stack' => sub {
     my $pr = check_plays('path-signed DASH', "$player&signed=path",
                          "$MediaTest::TMP/playback-path.png", [640, 360]);
     check_path_signed('path-signed DASH', $pr, $m, $ps, 'POST');
+
+    # the same from a page of another origin (a stock nginx on another
+    # port serving web/player.js, shaka and a copy of web/player.html that
+    # names url): the MPD's dashif:Laurl is a full URL, so the licence POST
+    # goes to the stack (CORS), not to the page's origin
+    my $site = MediaTest::tempdir('other-origin');
+    symlink("$ROOT/web/player.js", "$site/player.js") or die $!;
+    symlink("$ROOT/node_modules/shaka-player/dist/shaka-player.compiled.js",
+            "$site/shaka-player.compiled.js") or die $!;
+    (my $page = slurp("$ROOT/web/player.html"))
+        =~ s{<html lang="en">}{<html lang="en" data-manifest="$j->{url}">};
+    $page =~ s{src="/player/assets/(?:shaka/)?}{src="}g;
+    spew("$site/player.html", $page);
+    my $other = MediaTest::Origin->start(dir => $site);
+    my $stack_origin = $s->url('');
+    $pr = check_plays('path-signed DASH from another origin',
+                      $other->url('player.html?signed=path'),
+                      "$MediaTest::TMP/playback-path-cross-origin.png",
+                      [640, 360]);
+    check_path_signed('path-signed DASH from another origin', $pr, $m, $ps,
+                      'POST');
+    my @lic_urls = map { $_->{url} } @{ $pr->{license} || [] };
+    ok(@lic_urls && !grep({ index($_, "$stack_origin/packaged/$m/s/") != 0 }
+                          @lic_urls),
+       "path-signed DASH from another origin: the licence asked from the "
+       . "stack ($stack_origin), not from the page's origin")
+        or diag("@lic_urls");
+    ok($other->hits('/player.html') == 1 && $other->hits('/player.js') == 1
+       && $other->hits("/packaged/$m/s/$ps/license") == 0,
+       '  (the page and player.js came from the other origin, no licence '
+       . 'request went there)');
+    $other->stop;
 
     my $hls = $j->{hls_url} // '';
     like($hls, qr{^https?://[^/]+/packaged/$m/s/[^/]+/master\.m3u8$},

@@ -98,7 +98,7 @@ sub curl {
     my ($code, $type) = $w =~ /^(\d+) ?(.*)$/ ? ($1, $2) : (0, $w);
     my $body = slurp("$out") // '';
     return { status => $code, body => $body,
-             json => eval { $JSON->decode($body) },
+             json => scalar eval { $JSON->decode($body) },
              headers => { 'content-type' => $type } };
 }
 
