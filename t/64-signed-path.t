@@ -19,7 +19,10 @@
 #     (401); path traversal (.., %2e%2e, %2f, in the signature segment)
 #     never reaches another content's or any other file;
 #   - the query form and a Bearer token still work, and serve the files as
-#     written.
+#     written;
+#   - with another licence URL for the packager (MEDIA_LICENSE_URL), what
+#     it writes is replaced the same way, and so is /license/M in content
+#     packaged before.
 
 use strict;
 use warnings;
@@ -307,6 +310,46 @@ for my $t ([GET => "/packaged/$m/video/init.mp4?$q", undef, 'a segment'],
                  defined $token ? (token => $token) : ());
     is($r->{status}, 200, "$method $what: 200");
 }
+
+# ------------------------------------------------------------ license_url
+
+# another licence URL for the packager (MEDIA_LICENSE_URL): what it writes
+# is replaced under the signed prefix just the same, and content packaged
+# before (/license/M) still is
+my $LIC2 = 'https://keys.example:8443/drm/$id?v=1;k=2';
+$s->restart(env => { MEDIA_LICENSE_URL => $LIC2 });
+$r = $s->req(POST => '/packaged_content', token => $admin,
+             json => { input_content_id => $in, key => $KEY, kid => $KID });
+is($r->{status}, 200, "MEDIA_LICENSE_URL=$LIC2: packaging again")
+    or diag $r->{body};
+my $m2 = $r->{json}{packaged_content_id} // 0;
+$s->wait_for(sub {
+    $r = $s->req(GET => "/packaged_content/$m2", token => $admin);
+    $r->{status} != 202 }, 60);
+is($r->{status}, 200, "  packaged_content $m2 done") or diag $r->{body};
+my $j2 = $r->{json} || {};
+(my $written = $LIC2) =~ s/\$id/$m2/;
+like(slurp("$var/packaged/$m2/stream.mpd") // '',
+     qr{<dashif:laurl>\Q$written\E</dashif:laurl>},
+     "  the packager wrote $written into the MPD");
+my ($ps2) = ($j2->{url} // '') =~ m{/packaged/$m2/s/([^/]+)/stream\.mpd$};
+my $lic2 = "$base/packaged/$m2/s/" . ($ps2 // '') . '/license';
+$r = $s->req(GET => $j2->{url} // '/');
+my @l = $r->{body} =~ m{<(?:dashif|clearkey):[lL]aurl[^>]*>([^<]*)<}g;
+is_deeply(\@l, [ ($lic2) x 4 ],
+          '  served under the signed prefix: the signed licence URL');
+unlike($r->{body}, qr{keys\.example}, '  none of it left');
+$r = $s->req(GET => "$base/packaged/$m2/s/$ps2/video.m3u8");
+@keys = $r->{body} =~ /^#EXT-X-KEY:METHOD=SAMPLE-AES,URI="([^"]*)",KEYFORMAT="(?:identity|urn:uuid:e2719d58[^"]*)"/mg;
+is_deeply(\@keys, [ 'license', 'license' ],
+          '  the playlist: URI="license" for both key formats');
+$r = $s->req(POST => $l[0] // '/', body => $w3c);
+is($r->{json} && $r->{json}{keys}[0]{k}, b64url(pack 'H*', $KEY),
+   '  the licence URL answers the key');
+$r = $s->req(GET => $j->{url});
+($laurl) = $r->{body} =~ m{<dashif:laurl>([^<]*)</dashif:laurl>};
+is($laurl, "$base$lic", "content $m, packaged with /license/$m before: "
+   . 'still the signed licence URL');
 
 is_deeply([$s->error_log_clean], [], 'nginx error log: no [alert]/[crit]');
 
