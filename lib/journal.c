@@ -23,6 +23,13 @@
 #define MM_JOURNAL_NAME_LEN     (16 + 4)                 /* digits + ".jnl" */
 #define MM_JOURNAL_COMMITTED    "committed"
 #define MM_JOURNAL_COMMITTED_TMP "committed.tmp"
+/*
+ * The committed file's two slots, "<seg> <off> <crc32>\n" in fixed width,
+ * a page apart so that writing one back never touches the other.
+ */
+#define MM_JOURNAL_SLOT_LEN     (16 + 1 + 16 + 1 + 8 + 1)
+#define MM_JOURNAL_SLOT_CRC_LEN (16 + 1 + 16)
+#define MM_JOURNAL_SLOT_OFF(i)  ((off_t) (i) * 4096)
 #define MM_JOURNAL_LOCK         "lock"
 
 
@@ -40,6 +47,9 @@ struct mm_journal_s {
     int                  need_rotate;
     uint64_t             truncated;
     mm_journal_pos_t     committed;
+    int                  commit_fd;     /* committed file, -1 until needed */
+    int                  commit_slot;   /* the slot written last */
+    mm_journal_pos_t     commit_synced; /* durable in the committed file */
 };
 
 
@@ -68,6 +78,11 @@ static int mm_journal_scan(int dirfd, uint64_t after, uint64_t *min,
     uint64_t *max);
 static mm_status_t mm_journal_read_committed_at(int dirfd,
     mm_journal_pos_t *pos);
+static void mm_journal_slot_text(char *text, mm_journal_pos_t pos);
+static int mm_journal_slot_parse(const char *text, size_t len,
+    mm_journal_pos_t *pos);
+static mm_status_t mm_journal_commit_create(mm_journal_t *j,
+    mm_journal_pos_t pos);
 static mm_status_t mm_journal_recover(mm_journal_t *j, uint64_t seg);
 static mm_status_t mm_journal_write_all(int fd, const struct iovec *iov,
     int iovcnt, uint64_t off);
@@ -272,13 +287,19 @@ mm_journal_read_committed(const char *dir, mm_journal_pos_t *pos)
 }
 
 
+/*
+ * The committed position: the larger of the two slots that are whole (a
+ * torn write leaves the other one), or the one-line "<seg> <off>\n" of
+ * the format before the slots.
+ */
 static mm_status_t
 mm_journal_read_committed_at(int dirfd, mm_journal_pos_t *pos)
 {
-    int       fd, save;
-    char      text[64], tail;
-    ssize_t   n;
-    uint64_t  seg, off;
+    int               fd, i, save, valid;
+    char              text[2][MM_JOURNAL_SLOT_LEN + 1], tail;
+    ssize_t           n[2];
+    uint64_t          seg, off;
+    mm_journal_pos_t  slot;
 
     pos->seg = 0;
     pos->off = 0;
@@ -288,19 +309,38 @@ mm_journal_read_committed_at(int dirfd, mm_journal_pos_t *pos)
         return errno == ENOENT ? MM_OK : MM_EIO;
     }
 
-    n = read(fd, text, sizeof(text) - 1);
-    save = errno;
-    close(fd);
+    valid = 0;
 
-    if (n < 0) {
-        errno = save;
-        return MM_EIO;
+    for (i = 0; i < 2; i++) {
+        n[i] = pread(fd, text[i], MM_JOURNAL_SLOT_LEN, MM_JOURNAL_SLOT_OFF(i));
+        if (n[i] < 0) {
+            save = errno;
+            close(fd);
+            errno = save;
+            return MM_EIO;
+        }
+
+        if (mm_journal_slot_parse(text[i], (size_t) n[i], &slot)
+            && (!valid || mm_journal_pos_cmp(slot, *pos) > 0))
+        {
+            *pos = slot;
+            valid = 1;
+        }
     }
 
-    text[n] = '\0';
+    close(fd);
 
-    if (sscanf(text, "%" SCNu64 " %" SCNu64 "%c", &seg, &off, &tail) != 3
-        || tail != '\n' || (size_t) n != strlen(text))
+    if (valid) {
+        return MM_OK;
+    }
+
+    /* the format before the slots: "<seg> <off>\n", the whole file */
+    text[0][n[0]] = '\0';
+
+    if (n[1] != 0
+        || sscanf(text[0], "%" SCNu64 " %" SCNu64 "%c", &seg, &off, &tail) != 3
+        || tail != '\n' || (size_t) n[0] != strlen(text[0])
+        || strchr(text[0], '\n') != &text[0][n[0] - 1])
     {
         return MM_ECORRUPT;
     }
@@ -309,6 +349,47 @@ mm_journal_read_committed_at(int dirfd, mm_journal_pos_t *pos)
     pos->off = off;
 
     return MM_OK;
+}
+
+
+static void
+mm_journal_slot_text(char *text, mm_journal_pos_t pos)
+{
+    char  buf[MM_JOURNAL_SLOT_LEN + 1];
+
+    snprintf(buf, sizeof(buf), "%016" PRIu64 " %016" PRIu64 " ",
+             pos.seg, pos.off);
+    snprintf(buf + MM_JOURNAL_SLOT_CRC_LEN + 1,
+             sizeof(buf) - MM_JOURNAL_SLOT_CRC_LEN - 1, "%08" PRIx32 "\n",
+             mm_journal_crc(buf, MM_JOURNAL_SLOT_CRC_LEN));
+    memcpy(text, buf, MM_JOURNAL_SLOT_LEN);
+}
+
+
+/* 1 if text[0..len) starts with a whole slot; its position in *pos */
+static int
+mm_journal_slot_parse(const char *text, size_t len, mm_journal_pos_t *pos)
+{
+    char              want[MM_JOURNAL_SLOT_LEN];
+    mm_journal_pos_t  p;
+
+    if (len < MM_JOURNAL_SLOT_LEN
+        || text[16] != ' ' || text[33] != ' '
+        || text[MM_JOURNAL_SLOT_LEN - 1] != '\n'
+        || sscanf(text, "%16" SCNu64 " %16" SCNu64, &p.seg, &p.off) != 2)
+    {
+        return 0;
+    }
+
+    mm_journal_slot_text(want, p);
+
+    if (memcmp(want, text, MM_JOURNAL_SLOT_LEN) != 0) {
+        return 0;
+    }
+
+    *pos = p;
+
+    return 1;
 }
 
 
@@ -337,6 +418,7 @@ mm_journal_open(mm_journal_t **jp, const char *dir,
     j->dirfd = -1;
     j->lockfd = -1;
     j->fd = -1;
+    j->commit_fd = -1;
 
     j->buf = c.alloc(c.alloc_ctx, NULL, c.buffer_size);
     if (j->buf == NULL) {
@@ -371,6 +453,8 @@ mm_journal_open(mm_journal_t **jp, const char *dir,
     if (st != MM_OK) {
         goto failed;
     }
+
+    j->commit_synced = j->committed;
 
     (void) unlinkat(j->dirfd, MM_JOURNAL_COMMITTED_TMP, 0);
 
@@ -547,6 +631,13 @@ mm_journal_close(mm_journal_t **jp)
         if (j->fd >= 0) {
             close(j->fd);
         }
+    }
+
+    if (j->commit_fd >= 0) {
+        if (mm_journal_pos_cmp(j->commit_synced, j->committed) < 0) {
+            (void) fdatasync(j->commit_fd);
+        }
+        close(j->commit_fd);
     }
 
     if (j->lockfd >= 0) {
@@ -880,12 +971,19 @@ mm_journal_lag(const mm_journal_t *j)
 }
 
 
+/*
+ * The position goes into the older slot, in place and not synced: a
+ * position lost in a crash is an older one, and the caller replays from
+ * there (its consumer drops what it already has). It is synced before the
+ * segments under it are deleted, so the position on disk never points
+ * into a deleted segment.
+ */
 mm_status_t
 mm_journal_commit(mm_journal_t *j, mm_journal_pos_t pos)
 {
-    int       fd, n;
-    char      text[64], name[32];
-    uint64_t  seg;
+    char         name[32], text[MM_JOURNAL_SLOT_LEN];
+    uint64_t     seg;
+    mm_status_t  st;
 
     struct iovec  iov;
 
@@ -899,41 +997,89 @@ mm_journal_commit(mm_journal_t *j, mm_journal_pos_t pos)
         return MM_OK;
     }
 
-    n = snprintf(text, sizeof(text), "%" PRIu64 " %" PRIu64 "\n",
-                 pos.seg, pos.off);
+    if (j->commit_fd < 0) {
+        st = mm_journal_commit_create(j, pos);
+        if (st != MM_OK) {
+            return st;
+        }
 
-    fd = openat(j->dirfd, MM_JOURNAL_COMMITTED_TMP,
-                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return MM_EIO;
-    }
+    } else {
+        mm_journal_slot_text(text, pos);
+        iov.iov_base = text;
+        iov.iov_len = sizeof(text);
 
-    iov.iov_base = text;
-    iov.iov_len = (size_t) n;
+        if (mm_journal_write_all(j->commit_fd, &iov, 1,
+                                 (uint64_t) MM_JOURNAL_SLOT_OFF(
+                                     j->commit_slot ^ 1))
+            != MM_OK)
+        {
+            return MM_EIO;
+        }
 
-    if (mm_journal_write_all(fd, &iov, 1, 0) != MM_OK || fsync(fd) != 0) {
-        n = errno;
-        close(fd);
-        errno = n;
-        return MM_EIO;
-    }
-
-    if (close(fd) != 0
-        || renameat(j->dirfd, MM_JOURNAL_COMMITTED_TMP,
-                    j->dirfd, MM_JOURNAL_COMMITTED) != 0
-        || fsync(j->dirfd) != 0)
-    {
-        return MM_EIO;
+        j->commit_slot ^= 1;
     }
 
     j->committed = pos;
 
     /* segments wholly before the committed one; never the current one */
     for (seg = j->first_seg; seg < pos.seg && seg < j->seg; seg++) {
+
+        if (mm_journal_pos_cmp(j->commit_synced, pos) < 0) {
+            if (fdatasync(j->commit_fd) != 0) {
+                return MM_EIO;
+            }
+
+            j->commit_synced = pos;
+        }
+
         mm_journal_seg_name(name, sizeof(name), seg);
         (void) unlinkat(j->dirfd, name, 0);
         j->first_seg = seg + 1;
     }
+
+    return MM_OK;
+}
+
+
+/*
+ * A new committed file with pos in both slots, replacing the old one
+ * atomically (tmp + fsync + rename + fsync of the directory); it stays
+ * open for the next commits.
+ */
+static mm_status_t
+mm_journal_commit_create(mm_journal_t *j, mm_journal_pos_t pos)
+{
+    int   fd, save;
+    char  text[MM_JOURNAL_SLOT_LEN];
+
+    struct iovec  iov;
+
+    fd = openat(j->dirfd, MM_JOURNAL_COMMITTED_TMP,
+                O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return MM_EIO;
+    }
+
+    mm_journal_slot_text(text, pos);
+    iov.iov_base = text;
+    iov.iov_len = sizeof(text);
+
+    if (mm_journal_write_all(fd, &iov, 1, MM_JOURNAL_SLOT_OFF(0)) != MM_OK
+        || mm_journal_write_all(fd, &iov, 1, MM_JOURNAL_SLOT_OFF(1)) != MM_OK
+        || fsync(fd) != 0
+        || renameat(j->dirfd, MM_JOURNAL_COMMITTED_TMP,
+                    j->dirfd, MM_JOURNAL_COMMITTED) != 0
+        || fsync(j->dirfd) != 0)
+    {
+        save = errno;
+        close(fd);
+        errno = save;
+        return MM_EIO;
+    }
+
+    j->commit_fd = fd;
+    j->commit_slot = 1;
+    j->commit_synced = pos;
 
     return MM_OK;
 }

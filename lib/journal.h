@@ -6,9 +6,18 @@
  *
  *     [u32 payload length, big-endian][u32 zlib crc32 of payload, BE][payload]
  *
- * plus "committed", a one-line text file "<segment> <offset>\n" holding the
- * committed position (replaced atomically: tmp + fsync + rename + fsync of
- * the directory), and "lock", flock()ed by the one writer.
+ * plus "committed", holding the committed position, and "lock", flock()ed
+ * by the one writer. "committed" has two slots a page apart (at 0 and
+ * 4096), each "<segment> <offset> <crc32>\n" (16, 16 and 8 digits, the CRC
+ * over the two numbers and the space between them); a commit overwrites the
+ * older slot in place without syncing it, and the larger whole slot is the
+ * position. A crash can only lose positions, never tear both slots, so the
+ * consumer replays from an older position (and must drop what it already
+ * has). The file is synced before segments are deleted under a position, so
+ * it never points into a deleted segment. The first commit after open
+ * writes a new file (both slots, tmp + fsync + rename + fsync of the
+ * directory); the one-line "<segment> <offset>\n" of earlier versions is
+ * still read.
  *
  * Writer: mm_journal_append() copies a record into a write buffer (and
  * writes the buffer out when it fills); nothing is durable until
@@ -21,7 +30,7 @@
  *
  * On open the last segment is scanned and a torn or corrupt tail (short
  * header, short payload, bad length or CRC) is cut off.
- * mm_journal_commit() persists a position and deletes every segment wholly
+ * mm_journal_commit() records a position and deletes every segment wholly
  * before it.
  *
  * Reader: independent of the writer (it only needs the directory), iterates
@@ -100,7 +109,8 @@ mm_journal_pos_t mm_journal_end(const mm_journal_t *j);
 mm_journal_pos_t mm_journal_committed(const mm_journal_t *j);
 
 /*
- * Persists pos (committed <= pos <= end) and deletes the segments before
+ * Records pos (committed <= pos <= end; in the page cache, synced only
+ * before segments are deleted: see above) and deletes the segments before
  * pos.seg. MM_OK, MM_EBADDATA (pos out of range), MM_EIO.
  */
 mm_status_t mm_journal_commit(mm_journal_t *j, mm_journal_pos_t pos);

@@ -508,6 +508,107 @@ test_commit_past_tail(void)
 }
 
 
+/* write len bytes of text at off of dir/committed (creating it) */
+static void
+committed_write(const char *text, size_t len, off_t off, int trunc)
+{
+    int   fd;
+    char  path[512];
+
+    snprintf(path, sizeof(path), "%s/committed", dir);
+    fd = open(path, O_WRONLY | O_CREAT | (trunc ? O_TRUNC : 0), 0600);
+    if (fd < 0 || pwrite(fd, text, len, off) != (ssize_t) len) {
+        perror(path);
+        exit(1);
+    }
+    close(fd);
+}
+
+
+static void
+test_committed_slots(void)
+{
+    char              path[512], text[64];
+    struct stat       sb;
+    mm_journal_t     *j;
+    mm_journal_pos_t  a, b, c, pos;
+
+    is_int(mm_journal_open(&j, dir, NULL), MM_OK, "slots: open");
+    append_range(j, 0, 5);
+    a = mm_journal_end(j);
+    append_range(j, 5, 10);
+    b = mm_journal_end(j);
+    append_range(j, 10, 15);
+    c = mm_journal_end(j);
+    mm_journal_sync(j);
+
+    is_int(mm_journal_commit(j, a), MM_OK, "first commit");
+    snprintf(path, sizeof(path), "%s/committed", dir);
+    if (stat(path, &sb) != 0) {
+        sb.st_size = -1;
+    }
+    is_int(sb.st_size, 4096 + 43, "the first commit writes both slots");
+    ok(mm_journal_read_committed(dir, &pos) == MM_OK
+       && mm_journal_pos_cmp(pos, a) == 0, "slots: position a");
+
+    is_int(mm_journal_commit(j, b), MM_OK, "second commit");
+    ok(mm_journal_read_committed(dir, &pos) == MM_OK
+       && mm_journal_pos_cmp(pos, b) == 0, "slots: position b");
+    is_int(mm_journal_commit(j, c), MM_OK, "third commit");
+    ok(mm_journal_read_committed(dir, &pos) == MM_OK
+       && mm_journal_pos_cmp(pos, c) == 0, "slots: position c");
+    mm_journal_close(&j);
+
+    /* the slot written last is torn: the other one, older, is the position */
+    committed_write("0000000000000009", 16, 4096, 0);
+    ok(mm_journal_read_committed(dir, &pos) == MM_OK
+       && mm_journal_pos_cmp(pos, b) == 0,
+       "a torn slot: the other slot's older position");
+
+    is_int(mm_journal_open(&j, dir, NULL), MM_OK, "open with a torn slot");
+    ok(mm_journal_pos_cmp(mm_journal_committed(j), b) == 0,
+       "the journal starts from the older position");
+    is_int(mm_journal_commit(j, c), MM_OK, "commit again");
+    mm_journal_close(&j);
+    ok(mm_journal_read_committed(dir, &pos) == MM_OK
+       && mm_journal_pos_cmp(pos, c) == 0, "position c again");
+
+    /* both slots unreadable */
+    committed_write("x", 1, 0, 0);
+    committed_write("x", 1, 4096 + 40, 0);
+    pos.seg = 7;
+    is_int(mm_journal_read_committed(dir, &pos), MM_ECORRUPT,
+           "both slots torn: corrupt");
+    is_int(mm_journal_open(&j, dir, NULL), MM_ECORRUPT,
+           "open refuses a corrupt committed file");
+
+    /* the one-line file of earlier versions */
+    snprintf(text, sizeof(text), "%llu %llu\n", (unsigned long long) b.seg,
+             (unsigned long long) b.off);
+    committed_write(text, strlen(text), 0, 1);
+    ok(mm_journal_read_committed(dir, &pos) == MM_OK
+       && mm_journal_pos_cmp(pos, b) == 0, "the one-line format is read");
+    committed_write("1 2\n3", 5, 0, 1);
+    is_int(mm_journal_read_committed(dir, &pos), MM_ECORRUPT,
+           "one line and more: corrupt");
+    committed_write(text, strlen(text), 0, 1);
+
+    is_int(mm_journal_open(&j, dir, NULL), MM_OK, "open a one-line file");
+    ok(mm_journal_pos_cmp(mm_journal_committed(j), b) == 0,
+       "its position");
+    is_int(mm_journal_commit(j, c), MM_OK, "commit over a one-line file");
+    if (stat(path, &sb) != 0) {
+        sb.st_size = -1;
+    }
+    is_int(sb.st_size, 4096 + 43, "rewritten with two slots");
+    mm_journal_close(&j);
+    ok(mm_journal_read_committed(dir, &pos) == MM_OK
+       && mm_journal_pos_cmp(pos, c) == 0, "position c in the slots");
+
+    clean_dir();
+}
+
+
 int
 main(void)
 {
@@ -527,6 +628,7 @@ main(void)
     test_corrupt();
     test_rotation_commit();
     test_commit_past_tail();
+    test_committed_slots();
 
     clean_dir();
     rmdir(dir);
