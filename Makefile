@@ -127,8 +127,9 @@ $(MODULE_ASAN): $(BUILD)/nginx-asan/.configured $(MOD_SRC) $(ASAN_LIBA) $(wildca
 deps:
 	@scripts/media-deps
 
-# the player's shaka-player and the playback test's playwright-core, pinned in
-# package-lock.json; npm ci again only when package*.json change
+# the player's shaka-player, the check page's dash.js and the playback tests'
+# playwright-core, pinned in package-lock.json; npm ci again only when
+# package*.json change
 web: node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund

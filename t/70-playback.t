@@ -31,38 +31,18 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use MediaTest qw(slurp spew);
+use PlaybackTest qw($KEY $KID b64url need_browser package_clip
+                    check_plays check_wrong_key check_path_signed);
 use Test::More;
 use JSON::PP ();
 use POSIX ();
-use Time::HiRes ();
 
 my $ROOT = $MediaTest::ROOT;
 my $REF = "$ROOT/../shared/media/cbcs-reference";
-my $CHROMIUM = $ENV{CHROMIUM} || '/usr/bin/chromium';
 my $JSON = JSON::PP->new->utf8->canonical;
 
-# reference key material (../shared/media/cbcs-reference/README.md)
-my $KEY   = '00112233445566778899aabbccddeeff';
-my $KID   = '0123456789abcdef0123456789abcdef';
-my $WRONG = 'ffeeddccbbaa99887766554433221100';
-
-# `make test` installs all of these (scripts/media-deps, `make web`): a
-# missing one is a failure, not a reason to skip
-for my $need ("$ROOT/node_modules/playwright-core/package.json",
-              "$ROOT/node_modules/shaka-player/dist/shaka-player.compiled.js") {
-    die "$need missing: run `make web` (npm ci)\n" unless -e $need;
-}
-die "$CHROMIUM missing: run scripts/media-deps\n" unless -x $CHROMIUM;
+need_browser('node_modules/shaka-player/dist/shaka-player.compiled.js');
 -r "$REF/cbcs_v.mp4" or plan skip_all => "no reference media in $REF";
-
-sub b64url {
-    my $s = pack('H*', $_[0]);
-    require MIME::Base64;
-    my $b = MIME::Base64::encode_base64($s, '');
-    $b =~ tr{+/}{-_};
-    $b =~ s/=+$//;
-    return $b;
-}
 
 # --------------------------------------------------------------- MP4 walk
 
@@ -290,107 +270,6 @@ sub stop_nginx {
     delete $n->{pid};
 }
 
-# --------------------------------------------------------------- browser
-
-# play($url, %o) -> the JSON report of t/lib/playback.mjs
-sub play {
-    my ($url, %o) = @_;
-    my @cmd = ('node', "$ROOT/t/lib/playback.mjs", '--url', $url,
-               '--min-time', $o{min_time} // 3, '--timeout', $o{timeout} // 40);
-    push @cmd, '--screenshot', $o{screenshot} if $o{screenshot};
-    push @cmd, '--wrong-key', $o{wrong_key} if $o{wrong_key};
-    push @cmd, '--video-only' if $o{video_only};
-    my $out = '';
-    open(my $fh, '-|', @cmd) or die "node: $!";
-    { local $/; $out = <$fh> // '' }
-    close $fh;
-    my $rc = $? >> 8;
-    my $r = eval { $JSON->decode((split /\n/, $out)[-1] // '') };
-    if (!$r) {
-        diag("playback.mjs exited $rc with no report:\n$out");
-        return { ok => 0, reason => "playback.mjs failed ($rc)" };
-    }
-    return $r;
-}
-
-sub explain_report {
-    my ($r) = @_;
-    diag(JSON::PP->new->utf8->canonical->pretty->encode($r));
-}
-
-# the checks shared by the reference and the end-to-end runs
-sub check_plays {
-    my ($name, $url, $shot, $expect_frames) = @_;
-    my $r = play($url, screenshot => $shot);
-    ok($r->{ok}, "$name: currentTime past 3 s ($r->{reason})")
-        or explain_report($r);
-    is($r->{state} && $r->{state}{error}, undef, "$name: no player error");
-    is($r->{state} && $r->{state}{keySystem}, 'org.w3.clearkey',
-       "$name: played through EME ClearKey");
-    ok(@{ $r->{license} || [] } >= 1
-       && !grep({ $_->{status} != 200 } @{ $r->{license} }),
-       "$name: licence requested and granted")
-        or diag($JSON->encode($r->{license}));
-    ok(($r->{video}{frames} // 0) >= 60,
-       "$name: frames decoded ($r->{video}{frames})");
-    is_deeply([ $r->{video}{width}, $r->{video}{height} ], $expect_frames,
-              "$name: picture size");
-    my $f = $r->{frame} || {};
-    ok(($f->{stddev} // 0) > 20,
-       sprintf("$name: the painted frame is a picture, not black or flat "
-               . '(luma stddev %.1f)', $f->{stddev} // 0))
-        or diag($JSON->encode($f));
-    ok(($f->{motion} // 0) > 0.5,
-       sprintf("$name: the painted picture moves (mean luma change %.2f "
-               . 'over 0.5 s)', $f->{motion} // 0))
-        or diag($JSON->encode($f));
-    is_deeply($r->{failed}, [], "$name: no failed request");
-    ok(-s $shot, "$name: screenshot $shot");
-    return $r;
-}
-
-# every request of a path-signed play is under the signed prefix, with no
-# query string, and the licence (POST for DASH, the key GET for HLS) is the
-# one under that prefix
-sub check_path_signed {
-    my ($name, $r, $m, $ps, $method) = @_;
-    my @req = @{ $r->{requests} || [] };
-    ok(@req >= 4 && !grep({ !m{^(GET|POST) /packaged/$m/s/\Q$ps\E/[^?]+$} }
-                          @req),
-       "$name: every request under /packaged/$m/s/<signature>/, no query")
-        or diag(join("\n", @req));
-    ok((grep { $_ eq "$method /packaged/$m/s/$ps/license" } @req),
-       "$name: the licence ($method) at the URL the manifest names");
-}
-
-# With video_only the browser drops the audio from the MPD, so that the
-# video decoder, not only the audio one, must notice the wrong key.
-sub check_wrong_key {
-    my ($name, $url, $shot, %o) = @_;
-    $name .= $o{video_only} ? ', wrong key, video only' : ', wrong key';
-    my $r = play($url, wrong_key => $WRONG, min_time => 3, timeout => 25,
-                 screenshot => $shot, video_only => $o{video_only});
-    ok(!$r->{ok}, "$name: does not play ($r->{reason})")
-        or explain_report($r);
-    ok(@{ $r->{license} || [] } >= 1, "$name: licence intercepted");
-    # shaka's 3016 VIDEO_ERROR wraps the <video> element's MEDIA_ERR_DECODE
-    # (3); Chromium says PIPELINE_ERROR_DECODE: the samples were decrypted
-    # with the key given, which was wrong
-    my $st = $r->{state} || {};
-    my $err = $st->{error} // '';
-    ok(($st->{errorCode} // '') =~ /^(3016|media:3)$/
-       && $err =~ /DECODE/,
-       "$name: decode error reported ($err)")
-        or explain_report($r);
-    if ($o{video_only}) {
-        ok($r->{audioRemoved}, "$name: audio removed from the manifest");
-        # Chromium: "Failed to send video packet for decoding: {...}"
-        like($err, qr/video packet/, "$name: the video decoder failed");
-    }
-    cmp_ok($r->{time}, '<', 1, "$name: time does not advance");
-    return $r;
-}
-
 # --------------------------------------------------------------- 1. reference
 
 subtest 'reference cbcs media (Bento4) in Chromium' => sub {
@@ -448,15 +327,6 @@ subtest 'uploaded, packaged and played through the stack' => sub {
     plan skip_all => "packager/module side not there yet: missing @missing"
         if @missing;
 
-    my $tmp = MediaTest::tempdir('e2e');
-    my $clip = "$tmp/clip.mp4";
-    system('ffmpeg', '-nostdin', '-hide_banner', '-loglevel', 'error', '-y',
-           '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30:duration=10',
-           '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=10',
-           '-c:v', 'libx264', '-profile:v', 'high', '-bf', '3', '-g', '60',
-           '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-ar', '48000', '-b:a', '96k',
-           '-movflags', '+faststart', $clip) == 0 or die "ffmpeg failed";
-
     my $s = MediaTest->start;
     my $tok = $s->admin_token;
     my @unwired = grep { $s->req(GET => $_)->{status} == 404 }
@@ -464,25 +334,7 @@ subtest 'uploaded, packaged and played through the stack' => sub {
                   '/player/assets/shaka/shaka-player.compiled.js';
     plan skip_all => "the stack does not serve @unwired yet (web/README.md)"
         if @unwired;
-    my $up = $s->req(POST => '/upload_input_content', token => $tok,
-                     body => slurp($clip),
-                     headers => { 'Content-Type' => 'video/mp4' });
-    is($up->{status}, 200, 'upload') or diag($up->{body});
-    my $in = $up->{json}{input_content_id};
-    my $pk = $s->req(POST => '/packaged_content', token => $tok,
-                     json => { input_content_id => $in, key => $KEY,
-                               kid => $KID });
-    is($pk->{status}, 200, 'packaging job') or diag($pk->{body});
-    my $m = $pk->{json}{packaged_content_id};
-    my $done;
-    $s->wait_for(sub {
-        my $r = $s->req(GET => "/packaged_content/$m", token => $tok);
-        $done = $r if $r->{status} != 202;
-        $done;
-    }, 120);
-    is($done && $done->{status}, 200, 'packaged')
-        or diag($done ? $done->{body} : 'still running after 120 s');
-    my $j = ($done && $done->{json}) || {};
+    my ($m, $j) = package_clip($s, $tok);
     my $player = $j->{player_url};
     ok($player, 'player_url ' . ($player // '(none)')) or return;
     my $mpd = $s->req(GET => $j->{url});
