@@ -141,10 +141,27 @@ sub bench_netns {
     if ($ENV{MEDIA_BENCH_IN_NETNS}) {
         system('ip', 'link', 'set', 'lo', 'up') == 0
             or die "bench: cannot bring up lo in the namespace\n";
-        spew('/proc/sys/net/ipv4/tcp_congestion_control', "$cc\n");
-        my $now = _slurp_line('/proc/sys/net/ipv4/tcp_congestion_control');
+        # a namespace may only pick what tcp_allowed_congestion_control
+        # (global) lists; when $cc is not there, say so and go on with the
+        # namespace's default rather than die
+        my $why = '';
+        my $cc_file = '/proc/sys/net/ipv4/tcp_congestion_control';
+        if (open(my $fh, '>', $cc_file)) {
+            print $fh "$cc\n";
+            close $fh or $why = $!;
+        } else {
+            $why = $!;
+        }
+        my $now = _slurp_line($cc_file);
+        my $note = $now eq $cc ? '' : sprintf(
+            '; cannot select %s here (%s; tcp_allowed_congestion_control:'
+            . ' %s; as root: echo "%s %s" > /proc/sys/net/ipv4/'
+            . 'tcp_allowed_congestion_control)', $cc, $why || 'refused',
+            _slurp_line('/proc/sys/net/ipv4/tcp_allowed_congestion_control'),
+            _slurp_line('/proc/sys/net/ipv4/tcp_allowed_congestion_control'),
+            $cc);
         return "TCP: private network namespace, congestion control $now"
-               . " (the host uses $ENV{MEDIA_BENCH_IN_NETNS})";
+               . " (the host uses $ENV{MEDIA_BENCH_IN_NETNS})$note";
     }
     if (($ENV{BENCH_NETNS} // 1)
         && system('unshare --net true 2>/dev/null') == 0
