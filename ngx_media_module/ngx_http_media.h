@@ -107,6 +107,10 @@ typedef struct {
 
     /* the packager's doorbell (uploads, packaging jobs) */
     ngx_http_media_bell_t       packager_bell;
+
+    /* the origin hop (ngx_http_media_hop.c): its key, "" without one */
+    char                        hop_key[MM_SIGN_SIG_LEN + 1];
+    ngx_flag_t                  hop_used;
 } ngx_http_media_main_conf_t;
 
 
@@ -120,6 +124,7 @@ typedef struct {
     ngx_flag_t                  packaging;          /* media_packaging */
     ngx_uint_t                  protect;            /* media_protect */
     ngx_http_complex_value_t   *protect_prefix;
+    ngx_flag_t                  origin_hop;         /* media_origin_hop */
 } ngx_http_media_loc_conf_t;
 
 
@@ -245,6 +250,13 @@ ngx_int_t ngx_http_media_stream_access(ngx_http_request_t *r);
 ngx_http_media_stream_ctx_t *ngx_http_media_stream_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_media_stream_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_media_bearer(ngx_http_request_t *r, ngx_str_t *token);
+
+/* ngx_http_media_hop.c */
+ngx_int_t ngx_http_media_hop_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_media_hop_init(ngx_conf_t *cf);
+char *ngx_http_media_origin_hop(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_media_hop_access(ngx_http_request_t *r);
 
 /* ngx_http_media_upload.c */
 char *ngx_http_media_upload_conf(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -138,6 +138,13 @@ static ngx_command_t  ngx_http_media_commands[] = {
       0,
       NULL },
 
+    { ngx_string("media_origin_hop"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_media_origin_hop,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("media_analytics"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -238,7 +245,11 @@ static ngx_str_t  ngx_http_media_default_pool = ngx_string("default");
 static ngx_int_t
 ngx_http_media_preconfiguration(ngx_conf_t *cf)
 {
-    return ngx_http_media_stream_add_variables(cf);
+    if (ngx_http_media_stream_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_media_hop_add_variables(cf);
 }
 
 
@@ -264,6 +275,13 @@ ngx_http_media_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_media_archive_access;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_media_hop_access;
+
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
@@ -272,7 +290,8 @@ ngx_http_media_postconfiguration(ngx_conf_t *cf)
     *h = ngx_http_media_log_handler;
 
     if (ngx_http_media_upload_init(cf) != NGX_OK
-        || ngx_http_media_packaged_init(cf) != NGX_OK)
+        || ngx_http_media_packaged_init(cf) != NGX_OK
+        || ngx_http_media_hop_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -49,6 +49,10 @@ nginx_t(sub { $_[0] =~ s{media_sign_key k1 (\S+);}{media_sign_key k1 /nonexisten
         'unreadable signing key', qr/media_sign_key.*cannot read/);
 nginx_t(sub { $_[0] =~ s{media_sign_key k1 }{media_sign_key bad/kid } },
         'invalid key id', qr/invalid key id "bad\/kid"/);
+nginx_t(sub { $_[0] =~ s/^\s*media_sign_key .*$//mg;
+              $_[0] =~ s/media_protect token_or_signed/media_protect token/g },
+        'origin hop without a signing key',
+        qr/"media_origin_hop" needs a "media_sign_key"/);
 nginx_t(sub { $_[0] =~ s/^\s*media_analytics_keys .*$//m },
         'analytics endpoint without CURVE keys',
         qr/media_analytics_endpoint.*needs "media_analytics_keys"/);

@@ -8,6 +8,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(sleep time);
 use MediaTest qw(slurp is_json_error);
 
@@ -310,6 +311,60 @@ same_bytes($r->{body}, $big, 'big file again (now partly cached) equal');
 $r = $s->req(GET => "/stream/$bigid.mp3");
 same_bytes($r->{body}, $big, 'big file a third time equal');
 is($r->{headers}{'x-cache-status'}, 'HIT', '  a HIT');
+
+# --- the origin hop: each cache file's body starts on a page boundary
+#
+# A cache file is nginx's header, "\nKEY: <key>\n", the response header as
+# the stream location received it from the origin hop, then the body. The
+# hop pads that header (X-Media-Pad) so that the body begins a page in.
+
+my $page = POSIX::sysconf(POSIX::_SC_PAGESIZE()) || 4096;
+my @files = grep { -f } split /\n/, `find ${\ $s->var}/cache -type f`;
+ok(@files >= 4, scalar(@files) . ' cache files (cached.mp3 and 3 slices)');
+my (@body_at, $padded);
+for my $f (@files) {
+    open(my $fh, '<:raw', $f) or die "$f: $!";
+    read($fh, my $head, 65536);
+    my $k = index($head, "\nKEY: ");
+    my $st = $k < 0 ? -1 : index($head, "\n", $k + 1) + 1;
+    my $end = $st <= 0 ? -1 : index($head, "\r\n\r\n", $st);
+    push @body_at, $end < 0 ? -1 : $end + 4;
+    $padded++ if $end > 0 && substr($head, $st, $end - $st) =~ /\r\nX-Media-Pad: x*\z/;
+}
+is(scalar(grep { $_ > 0 && $_ % $page == 0 } @body_at), scalar @body_at,
+   "every cached body starts on a $page-byte boundary (at @body_at)");
+is($padded // 0, scalar @files, '  after an X-Media-Pad line, last in the header');
+ok(!grep({ /^x-media-/ } keys %{ $r->{headers} }),
+   '  clients see no X-Media-* header');
+
+# the hop answers nobody but this nginx: no key, a wrong key, a malformed
+# header are 403 (JSON), and the origin is not asked
+{
+    require IO::Socket::UNIX;
+    my $sock = $s->var . '/run/origin-hop.sock';
+    ok(-S $sock, 'the origin hop listens on run/origin-hop.sock');
+    my $before = $origin->hits('/small.mp3');
+    my $url = $origin->url('small.mp3');
+    (my $host = $url) =~ s{^http://([^/]+)/.*}{$1};
+    for my $case (['no X-Media-Hop', undef],
+                  ['a wrong key', ('A' x 43) . " 0 $host $url"],
+                  ['a short key', "abc 0 $host $url"],
+                  ['no URL', ('A' x 43) . " 0 $host"],
+                  ['a non-HTTP URL', ('A' x 43) . " 0 $host file:///etc/passwd"],
+                  ['two headers', ('A' x 43) . " 0 $host $url", 2])
+    {
+        my ($what, $hdr, $times) = @$case;
+        my $c = IO::Socket::UNIX->new(Peer => $sock)
+            or do { fail("connect $sock: $!"); next };
+        print $c "GET /x HTTP/1.0\r\nHost: hop\r\n"
+                 . (defined $hdr ? "X-Media-Hop: $hdr\r\n" x ($times // 1) : '')
+                 . "\r\n";
+        my $resp = do { local $/; <$c> } // '';
+        like($resp, qr{\AHTTP/1\.1 403 }, "origin hop, $what: 403");
+        like($resp, qr/\r\n\r\n\{"error":"forbidden"/, '  with a JSON error');
+    }
+    is($origin->hits('/small.mp3'), $before, '  and the origin was not asked');
+}
 
 is_deeply([$s->error_log_clean], [], 'error log has no [alert]/[crit]');
 
