@@ -9,8 +9,9 @@
  * socket pages of which every one spans two pages of the file, and a
  * reader on the same host (a local TLS terminator or proxy; the bench's
  * wrk) pays for that when it copies: about a fifth more CPU per byte on
- * loopback than for the same bytes page-aligned (bench/run, docs/
- * streaming.md). A remote client does not see a difference.
+ * loopback than for the same bytes page-aligned (bench/run prints each
+ * cache file's body offset; docs/directives.md). The extra cost is the
+ * reader's copy, so a remote client should not see it (not measured).
  *
  * So the stream location does not fetch from the origin itself: it
  * proxies to a server of this nginx on a unix socket (conf/nginx.conf.in),
