@@ -248,11 +248,11 @@ char *ngx_http_media_archive_get(ngx_conf_t *cf, ngx_command_t *cmd,
 /* ngx_http_media_stream.c */
 ngx_int_t ngx_http_media_stream_access(ngx_http_request_t *r);
 ngx_http_media_stream_ctx_t *ngx_http_media_stream_ctx(ngx_http_request_t *r);
-ngx_int_t ngx_http_media_stream_add_variables(ngx_conf_t *cf);
+extern ngx_http_variable_t  ngx_http_media_stream_vars[];
 ngx_int_t ngx_http_media_bearer(ngx_http_request_t *r, ngx_str_t *token);
 
 /* ngx_http_media_hop.c */
-ngx_int_t ngx_http_media_hop_add_variables(ngx_conf_t *cf);
+extern ngx_http_variable_t  ngx_http_media_hop_vars[];
 ngx_int_t ngx_http_media_hop_init(ngx_conf_t *cf);
 char *ngx_http_media_origin_hop(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

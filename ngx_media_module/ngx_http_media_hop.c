@@ -71,7 +71,7 @@ static ngx_int_t ngx_http_media_hop_request_variable(ngx_http_request_t *r,
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
-static ngx_http_variable_t  ngx_http_media_hop_vars[] = {
+ngx_http_variable_t  ngx_http_media_hop_vars[] = {
 
     /* the stream side: the X-Media-Hop value for this fetch */
     { ngx_string("media_hop"), NULL, ngx_http_media_hop_request_variable, 0,
@@ -86,25 +86,6 @@ static ngx_http_variable_t  ngx_http_media_hop_vars[] = {
 
       ngx_http_null_variable
 };
-
-
-ngx_int_t
-ngx_http_media_hop_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_media_hop_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
 
 
 /*

@@ -245,11 +245,24 @@ static ngx_str_t  ngx_http_media_default_pool = ngx_string("default");
 static ngx_int_t
 ngx_http_media_preconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_http_media_stream_add_variables(cf) != NGX_OK) {
-        return NGX_ERROR;
+    ngx_uint_t            i;
+    ngx_http_variable_t  *var, *v;
+    ngx_http_variable_t  *tables[] = { ngx_http_media_stream_vars,
+                                       ngx_http_media_hop_vars };
+
+    for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        for (v = tables[i]; v->name.len; v++) {
+            var = ngx_http_add_variable(cf, &v->name, v->flags);
+            if (var == NULL) {
+                return NGX_ERROR;
+            }
+
+            var->get_handler = v->get_handler;
+            var->data = v->data;
+        }
     }
 
-    return ngx_http_media_hop_add_variables(cf);
+    return NGX_OK;
 }
 
 

@@ -92,7 +92,7 @@ static size_t     ngx_http_media_rid_left;
 static ngx_pid_t  ngx_http_media_rid_pid;
 
 
-static ngx_http_variable_t  ngx_http_media_vars[] = {
+ngx_http_variable_t  ngx_http_media_stream_vars[] = {
 
     { ngx_string("media_origin_url"), NULL, ngx_http_media_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -114,25 +114,6 @@ static ngx_http_variable_t  ngx_http_media_vars[] = {
 
       ngx_http_null_variable
 };
-
-
-ngx_int_t
-ngx_http_media_stream_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_media_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
 
 
 /*
