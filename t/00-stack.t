@@ -10,6 +10,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Digest::SHA qw(sha256_hex);
 use Time::HiRes qw(sleep time);
+use File::Path ();
 use MediaTest;
 
 my $stack = "$MediaTest::ROOT/scripts/media-stack";
@@ -203,5 +204,39 @@ is(do { local (@ARGV, $/) = "$var/keys/nginx.key"; <> }, $key_before,
    '  same keys');
 is(scalar(my @t = $s->psql("SELECT 1 FROM tokens WHERE name = 'bootstrap-admin'")),
    1, '  one bootstrap token row');
+$s->stop;
+
+# --- a MEDIA_VAR too long for unix socket paths: PostgreSQL's socket, the
+# daemons' doorbells and nginx's origin hop go to /tmp/ngx_media-<hash>,
+# and a stream still goes through the hop
+
+{
+    my $odir = MediaTest::tempdir('stack-origin');
+    MediaTest::gen_mp3("$odir/a.mp3", seconds => 2);
+    my $origin = MediaTest::Origin->start(dir => $odir);
+    my $l = MediaTest->start(long_var => 1,
+                             extra_http => 'media_origin_allow_private on;');
+    my $lvar = $l->var;
+    cmp_ok(length("$lvar/run/origin-hop.sock"), '>', 108,
+           'long MEDIA_VAR (' . length($lvar) . ' bytes): the stack starts');
+    is($l->req(GET => '/healthz')->{status}, 200, '  healthy');
+    my ($hop) = (MediaTest::slurp("$lvar/conf/nginx.conf") // '')
+                =~ m{^\s*listen\s+unix:(\S+);}m;
+    like($hop // '', qr{^/tmp/ngx_media-[0-9a-f]{16}/origin-hop\.sock\z},
+         '  the origin hop socket is under /tmp/ngx_media-<hash>');
+    ok($hop && -S $hop, '  and nginx listens on it');
+    my $r = $l->req(POST => '/api/episodes', token => $l->admin_token,
+                    json => { name => 'long', author => 't',
+                              mp3_url => $origin->url('a.mp3') });
+    is($r->{status}, 201, '  episode created') or diag $r->{body};
+    my $want = MediaTest::slurp("$odir/a.mp3");
+    $r = $l->req(GET => "/stream/$r->{json}{id}");
+    ok($r->{status} == 200 && $r->{body} eq $want,
+       '  streamed through the hop: 200, the origin\'s bytes')
+        or diag "status $r->{status}";
+    ok($l->stop, '  stop');
+    ok(!-e $hop, '  the hop socket is gone');
+    File::Path::remove_tree($1) if $hop && $hop =~ m{^(/tmp/ngx_media-[0-9a-f]{16})/};
+}
 
 done_testing();

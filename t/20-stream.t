@@ -342,8 +342,9 @@ ok(!grep({ /^x-media-/ } keys %{ $r->{headers} }),
 # header are 403 (JSON), and the origin is not asked
 {
     require IO::Socket::UNIX;
-    my $sock = $s->var . '/run/origin-hop.sock';
-    ok(-S $sock, 'the origin hop listens on run/origin-hop.sock');
+    my ($sock) = (slurp($s->var . '/conf/nginx.conf') // '')
+                 =~ m{^\s*listen\s+unix:(\S+);}m;
+    ok($sock && -S $sock, "the origin hop listens on $sock");
     my $before = $origin->hits('/small.mp3');
     my $url = $origin->url('small.mp3');
     (my $host = $url) =~ s{^http://([^/]+)/.*}{$1};

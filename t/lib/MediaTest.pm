@@ -268,12 +268,20 @@ sub wait_until {
 
 # MediaTest->start(workers => N, extra_server => '...', extra_http => '...',
 #                  env => { MEDIA_X => ... }, log_level => 'info',
-#                  preload => [ 'build/t/x.so' ])
+#                  preload => [ 'build/t/x.so' ], long_var => 1)
 # preload: libraries nginx (only) gets in LD_PRELOAD, after the sanitizer
 # runtime of MEDIA_NGINX_PRELOAD when that is set (the ASan module)
+# long_var: MEDIA_VAR longer than a unix socket's path may be (108 bytes),
+# so the launcher must put its sockets elsewhere
 sub start {
     my ($class, %opt) = @_;
-    my $self = bless { opt => \%opt, var => tempdir('stack') }, $class;
+    my $var = tempdir('stack');
+    if ($opt{long_var}) {
+        $var .= '/' . ('v' x (120 - length $var));
+        make_path($var);
+        chmod 0755, $var;
+    }
+    my $self = bless { opt => \%opt, var => $var }, $class;
     push @STACKS, $self;
     $self->_launch;
     return $self;
