@@ -161,6 +161,7 @@ static ngx_int_t
 ngx_http_media_hop_parse(ngx_http_request_t *r, ngx_http_media_hop_t *hop)
 {
     u_char           *p, *last, *sp;
+    ngx_int_t         start;
     ngx_str_t         f[3];
     ngx_uint_t        i, n;
     ngx_list_part_t  *part;
@@ -218,25 +219,16 @@ ngx_http_media_hop_parse(ngx_http_request_t *r, ngx_http_media_hop_t *hop)
     hop->url.data = p;
     hop->url.len = last - p;
 
-    if (f[1].len > 5) {
-        return NGX_ERROR;
-    }
+    /* digits only (ngx_atoi), at most 5 of them, so no overflow */
+    start = f[1].len > 5 ? NGX_ERROR : ngx_atoi(f[1].data, f[1].len);
 
-    hop->header_start = 0;
-
-    for (i = 0; i < f[1].len; i++) {
-        if (f[1].data[i] < '0' || f[1].data[i] > '9') {
-            return NGX_ERROR;
-        }
-
-        hop->header_start = hop->header_start * 10 + (f[1].data[i] - '0');
-    }
-
-    if (hop->header_start > NGX_HTTP_MEDIA_HOP_BODY_MAX
+    if (start == NGX_ERROR || start > NGX_HTTP_MEDIA_HOP_BODY_MAX
         || ngx_strlchr(hop->url.data, last, ' ') != NULL)
     {
         return NGX_ERROR;
     }
+
+    hop->header_start = start;
 
     if (!(hop->url.len > sizeof("http://") - 1
           && ngx_strncmp(hop->url.data, "http://", 7) == 0)

@@ -220,8 +220,7 @@ $s->stop;
     cmp_ok(length("$lvar/run/origin-hop.sock"), '>', 108,
            'long MEDIA_VAR (' . length($lvar) . ' bytes): the stack starts');
     is($l->req(GET => '/healthz')->{status}, 200, '  healthy');
-    my ($hop) = (MediaTest::slurp("$lvar/conf/nginx.conf") // '')
-                =~ m{^\s*listen\s+unix:(\S+);}m;
+    my $hop = $l->hop_socket;
     like($hop // '', qr{^/tmp/ngx_media-[0-9a-f]{16}/origin-hop\.sock\z},
          '  the origin hop socket is under /tmp/ngx_media-<hash>');
     ok($hop && -S $hop, '  and nginx listens on it');

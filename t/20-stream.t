@@ -324,13 +324,9 @@ my @files = grep { -f } split /\n/, `find ${\ $s->var}/cache -type f`;
 ok(@files >= 4, scalar(@files) . ' cache files (cached.mp3 and 3 slices)');
 my (@body_at, $padded);
 for my $f (@files) {
-    open(my $fh, '<:raw', $f) or die "$f: $!";
-    read($fh, my $head, 65536);
-    my $k = index($head, "\nKEY: ");
-    my $st = $k < 0 ? -1 : index($head, "\n", $k + 1) + 1;
-    my $end = $st <= 0 ? -1 : index($head, "\r\n\r\n", $st);
-    push @body_at, $end < 0 ? -1 : $end + 4;
-    $padded++ if $end > 0 && substr($head, $st, $end - $st) =~ /\r\nX-Media-Pad: x*\z/;
+    my ($stored, $at) = MediaTest::cache_file_header($f);
+    push @body_at, $at // -1;
+    $padded++ if defined $stored && $stored =~ /\r\nX-Media-Pad: x*\z/;
 }
 is(scalar(grep { $_ > 0 && $_ % $page == 0 } @body_at), scalar @body_at,
    "every cached body starts on a $page-byte boundary (at @body_at)");
@@ -342,20 +338,26 @@ ok(!grep({ /^x-media-/ } keys %{ $r->{headers} }),
 # header are 403 (JSON), and the origin is not asked
 {
     require IO::Socket::UNIX;
-    my ($sock) = (slurp($s->var . '/conf/nginx.conf') // '')
-                 =~ m{^\s*listen\s+unix:(\S+);}m;
+    my $sock = $s->hop_socket;
     ok($sock && -S $sock, "the origin hop listens on $sock");
     my $before = $origin->hits('/small.mp3');
     my $url = $origin->url('small.mp3');
     (my $host = $url) =~ s{^http://([^/]+)/.*}{$1};
-    for my $case (['no X-Media-Hop', undef],
-                  ['a wrong key', ('A' x 43) . " 0 $host $url"],
-                  ['a short key', "abc 0 $host $url"],
-                  ['no URL', ('A' x 43) . " 0 $host"],
-                  ['a non-HTTP URL', ('A' x 43) . " 0 $host file:///etc/passwd"],
-                  ['two headers', ('A' x 43) . " 0 $host $url", 2])
+    # the reason nginx logs tells which check refused it
+    my $elog = $s->var . '/log/nginx-error.log';
+    for my $case (['no X-Media-Hop', 'no', undef],
+                  ['a wrong key', 'wrong key in', ('A' x 43) . " 0 $host $url"],
+                  ['a short key', 'wrong key in', "abc 0 $host $url"],
+                  ['no URL', 'malformed', ('A' x 43) . " 0 $host"],
+                  ['a header length not a number', 'malformed',
+                   ('A' x 43) . " 1x $host $url"],
+                  ['a header length over 65535', 'malformed',
+                   ('A' x 43) . " 65536 $host $url"],
+                  ['a non-HTTP URL', 'malformed',
+                   ('A' x 43) . " 0 $host file:///etc/passwd"],
+                  ['two headers', 'malformed', ('A' x 43) . " 0 $host $url", 2])
     {
-        my ($what, $hdr, $times) = @$case;
+        my ($what, $why, $hdr, $times) = @$case;
         my $c = IO::Socket::UNIX->new(Peer => $sock)
             or do { fail("connect $sock: $!"); next };
         print $c "GET /x HTTP/1.0\r\nHost: hop\r\n"
@@ -364,6 +366,9 @@ ok(!grep({ /^x-media-/ } keys %{ $r->{headers} }),
         my $resp = do { local $/; <$c> } // '';
         like($resp, qr{\AHTTP/1\.1 403 }, "origin hop, $what: 403");
         like($resp, qr/\r\n\r\n\{"error":"forbidden"/, '  with a JSON error');
+        my ($last) = reverse grep { /media origin hop: / } split /\n/, slurp($elog) // '';
+        like($last // '', qr/media origin hop: \Q$why\E X-Media-Hop, refused/,
+             "  logged: $why X-Media-Hop");
     }
     is($origin->hits('/small.mp3'), $before, '  and the origin was not asked');
 }

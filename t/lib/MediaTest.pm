@@ -153,13 +153,12 @@ sub bench_netns {
             $why = $!;
         }
         my $now = _slurp_line($cc_file);
+        my $allowed = _slurp_line('/proc/sys/net/ipv4/tcp_allowed_congestion_control');
         my $note = $now eq $cc ? '' : sprintf(
             '; cannot select %s here (%s; tcp_allowed_congestion_control:'
             . ' %s; as root: echo "%s %s" > /proc/sys/net/ipv4/'
             . 'tcp_allowed_congestion_control)', $cc, $why || 'refused',
-            _slurp_line('/proc/sys/net/ipv4/tcp_allowed_congestion_control'),
-            _slurp_line('/proc/sys/net/ipv4/tcp_allowed_congestion_control'),
-            $cc);
+            $allowed, $allowed, $cc);
         return "TCP: private network namespace, congestion control $now"
                . " (the host uses $ENV{MEDIA_BENCH_IN_NETNS})$note";
     }
@@ -178,6 +177,22 @@ sub _slurp_line {
     my $l = slurp($_[0]) // '';
     $l =~ s/\s+$//;
     return $l;
+}
+
+# cache_file_header($path): of a proxy_cache file (nginx's header,
+# "\nKEY: <key>\n", the response header as the upstream sent it, the body),
+# the stored response header without its blank line, and the byte at which
+# the body starts; () when there is no such header in its first 64 KB
+sub cache_file_header {
+    my ($path) = @_;
+    open(my $fh, '<:raw', $path) or die "MediaTest: $path: $!\n";
+    read($fh, my $head, 65536);
+    my $k = index($head, "\nKEY: ");
+    return () if $k < 0;
+    my $st = index($head, "\n", $k + 1) + 1;
+    my $end = $st > 0 ? index($head, "\r\n\r\n", $st) : -1;
+    return () if $end < 0;
+    return (substr($head, $st, $end - $st), $end + 4);
 }
 
 # a loopback TCP port nobody listens on right now
@@ -365,6 +380,14 @@ sub DESTROY {
 sub port          { $_[0]{port} }
 sub analytics_port { $_[0]{aport} }
 sub var           { $_[0]{var} }
+
+# the origin hop's unix socket, as the rendered nginx.conf listens on it
+sub hop_socket {
+    my ($self) = @_;
+    my ($sock) = (slurp("$self->{var}/conf/nginx.conf") // '')
+                 =~ m{^\s*listen\s+unix:(\S+);}m;
+    return $sock;
+}
 sub url           { my ($self, $path) = @_; "http://127.0.0.1:$self->{port}" . ($path // '/') }
 sub log_path      { my ($self, $name) = @_; "$self->{var}/log/$name" }
 
